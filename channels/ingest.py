@@ -1,0 +1,179 @@
+"""The one write path for inbound events: `ingest(account, events)`.
+
+One batch is one transaction and a fixed number of statements whatever its size:
+
+1. `contacts.services.identities_resolve`: upsert the authors' social identities, creating a customer
+   for each identity seen for the first time (at most 4 statements);
+2. `conversations.services.conversations_touch`: create the threads the batch opens, move the clocks of
+   those it continues (at most 3);
+3. `conversations.services.interactions_record`: insert every interaction, merging edits, deletes and
+   re-deliveries by (channel account, external id) (1).
+
+Events are validated first; a malformed one is rejected with its reason and the rest are stored.
+Re-ingesting a batch changes nothing; edits and deletes that arrive before their create end in the same
+state as in-order delivery, and a late create never undoes a delete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Iterable
+
+from django.db import transaction
+
+from contacts.services import IdentityKey, IdentitySeen, identities_resolve
+from conversations.services import InteractionRow, ThreadActivity, conversations_touch, interactions_record
+
+from .adapters.base import CREATE_KINDS, MAX_TEXT, Direction, EventKind, InboundEvent
+from .models import ChannelAccount
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    external_id: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IngestResult:
+    received: int
+    inserted: int
+    updated: int
+    unchanged: int
+    identities_created: int
+    rejected: tuple[Rejection, ...] = ()
+
+
+@dataclasses.dataclass(slots=True)
+class _Fold:
+    """Every event of one batch about one external id, folded into what the database row should become."""
+
+    create: InboundEvent | None = None
+    text: str = ""
+    attachments: tuple = ()
+    reply_to_id: str = ""
+    edit: InboundEvent | None = None
+    deleted_at: dt.datetime | None = None
+    first_seen_at: dt.datetime | None = None
+
+    def add(self, event: InboundEvent) -> None:
+        at = event.occurred_at
+        self.first_seen_at = at if self.first_seen_at is None else min(self.first_seen_at, at)
+        if event.kind in CREATE_KINDS:
+            if self.create is None:
+                self.create = event
+            # A re-delivery may carry what the first delivery lacked (text, media).
+            self.text = self.text or event.text
+            self.attachments = self.attachments or event.attachments
+            self.reply_to_id = self.reply_to_id or event.reply_to_id
+        elif event.kind == EventKind.EDIT:
+            if self.edit is None or at > self.edit.occurred_at:
+                self.edit = event
+        elif event.kind == EventKind.DELETE:
+            self.deleted_at = at if self.deleted_at is None else min(self.deleted_at, at)
+
+
+def _validate(events: Iterable[object]) -> tuple[list[InboundEvent], list[Rejection]]:
+    valid: list[InboundEvent] = []
+    rejected: list[Rejection] = []
+    for index, event in enumerate(events):
+        if not isinstance(event, InboundEvent):
+            rejected.append(Rejection(index, "", f"not an InboundEvent: {type(event).__name__}"))
+            continue
+        problems = event.problems()
+        if problems:
+            rejected.append(Rejection(index, str(event.external_id)[:255], "; ".join(problems)))
+            continue
+        if len(event.text) > MAX_TEXT:
+            # Never lose a message for its size: keep the first MAX_TEXT characters and say so.
+            event = dataclasses.replace(
+                event, text=event.text[:MAX_TEXT], raw={**event.raw, "_socialcrm_truncated_text": len(event.text)}
+            )
+        valid.append(event)
+    return valid, rejected
+
+
+def _identity_key(event: InboundEvent) -> IdentityKey | None:
+    """The customer-side author of an event; our own outbound messages have none."""
+    author = event.author
+    if author is None or event.direction == Direction.OUTBOUND:
+        return None
+    return (author.platform or event.platform, author.scope, author.external_id)
+
+
+def ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
+    """Store one batch of inbound events for `account`. See the module docstring for the guarantees."""
+    received = list(events)
+    valid, rejected = _validate(received)
+    for r in rejected:
+        logger.warning("ingest: rejected event %s on account %s: %s", r.external_id or f"#{r.index}", account.pk,
+                       r.reason)
+
+    folds: dict[str, _Fold] = {}
+    sightings: list[IdentitySeen] = []
+    for event in valid:
+        folds.setdefault(event.external_id, _Fold()).add(event)
+        key = _identity_key(event)
+        if key is not None and event.kind in CREATE_KINDS:
+            a = event.author
+            sightings.append(IdentitySeen(
+                platform=key[0], scope=key[1], external_id=key[2], seen_at=event.occurred_at, handle=a.handle,
+                display_name=a.display_name, avatar_url=a.avatar_url, profile_url=a.profile_url,
+                raw_profile=dict(a.raw or {}),
+            ))
+
+    with transaction.atomic():
+        identities = identities_resolve(seen=sightings)
+        threads: dict[str, ThreadActivity] = {}
+        for fold in folds.values():
+            create = fold.create
+            if create is None:
+                continue
+            key = _identity_key(create)
+            identity_id = identities[key].identity_id if key is not None else None
+            threads.setdefault(create.thread_key, ThreadActivity(create.thread_key)).saw(
+                at=create.occurred_at, inbound=create.direction == Direction.INBOUND, identity_id=identity_id
+            )
+        refs = conversations_touch(channel_account_id=account.pk, threads=list(threads.values()))
+
+        rows = []
+        for external_id, fold in folds.items():
+            create, edit = fold.create, fold.edit
+            row = InteractionRow(
+                external_id=external_id,
+                occurred_at=create.occurred_at if create else fold.first_seen_at,
+                is_stub=create is None,
+                deleted_at=fold.deleted_at,
+            )
+            if create is not None:
+                ref = refs[create.thread_key]
+                key = _identity_key(create)
+                row.kind = str(create.kind)
+                row.direction = str(create.direction)
+                row.conversation_id = ref.conversation_id
+                row.identity_id = identities[key].identity_id if key is not None else ref.identity_id
+                row.text = fold.text
+                row.reply_to_external_id = fold.reply_to_id
+                row.attachments = [dict(a) for a in fold.attachments]
+                row.raw = dict(create.raw)
+            if edit is not None:
+                row.text = edit.text
+                row.edited_at = edit.occurred_at
+                if create is None:
+                    row.raw = dict(edit.raw)
+            rows.append(row)
+        recorded = interactions_record(channel_account_id=account.pk, rows=rows)
+
+    return IngestResult(
+        received=len(received),
+        inserted=recorded.inserted,
+        updated=recorded.updated,
+        unchanged=len(rows) - recorded.inserted - recorded.updated,
+        identities_created=sum(1 for r in identities.values() if r.created),
+        rejected=tuple(rejected),
+    )

@@ -1,0 +1,118 @@
+"""Conversations (threads on one channel account) and the interactions in them.
+
+Both point at a `SocialIdentity`, never at a customer: a customer's history is reached through its
+identities, so merging customers re-points identity rows and the history follows.
+
+The channel account is referenced by model label ("channels.ChannelAccount"): this app imports no code
+of `channels`, but its tables do reference the channel account table.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F
+
+from socialcrm.models import TimeStampedModel
+
+
+class Conversation(TimeStampedModel):
+    """A thread on one channel account, keyed by the platform's thread key (post id, chat id, ...)."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        PENDING = "pending", "Pending"
+        RESOLVED = "resolved", "Resolved"
+
+    class Priority(models.IntegerChoices):
+        LOW = 0, "Low"
+        NORMAL = 1, "Normal"
+        HIGH = 2, "High"
+        URGENT = 3, "Urgent"
+
+    channel_account = models.ForeignKey(
+        "channels.ChannelAccount", on_delete=models.PROTECT, related_name="conversations", db_index=False
+    )
+    thread_key = models.CharField(max_length=255)
+    # The customer-side identity the conversation is with (the first inbound author).
+    identity = models.ForeignKey(
+        "contacts.SocialIdentity", null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    first_inbound_at = models.DateTimeField(null=True, blank=True)
+    first_response_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel_account", "thread_key"], name="conversation_unique_thread"),
+        ]
+        indexes = [
+            models.Index(F("status"), F("last_activity_at").desc(nulls_last=True), F("id").desc(),
+                         name="conversation_inbox_idx"),
+            models.Index(fields=["-updated_at", "-id"], name="conversation_updated_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Conversation {self.pk} ({self.thread_key})"
+
+
+class Interaction(models.Model):
+    """One message, post, comment, mention or direct message, inbound or outbound.
+
+    `(channel_account, external_id)` is unique: the platform's id is the idempotency key. An edit or a
+    delete that arrives before its create leaves a stub row (`is_stub`) that the create later fills in;
+    a late create never undoes a delete or an edit.
+    """
+
+    class Direction(models.TextChoices):
+        INBOUND = "in", "Inbound"
+        OUTBOUND = "out", "Outbound"
+
+    class Kind(models.TextChoices):
+        POST = "post", "Post"
+        REPLY = "reply", "Reply"
+        COMMENT = "comment", "Comment"
+        MENTION = "mention", "Mention"
+        DIRECT_MESSAGE = "dm", "Direct message"
+
+    # The indexes below lead with these columns, so the foreign keys need none of their own.
+    channel_account = models.ForeignKey(
+        "channels.ChannelAccount", on_delete=models.PROTECT, related_name="interactions", db_index=False
+    )
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.CASCADE, related_name="interactions", db_index=False
+    )
+    # The customer-side identity: the author of an inbound interaction, the addressee of an outbound one.
+    identity = models.ForeignKey(
+        "contacts.SocialIdentity", null=True, blank=True, on_delete=models.SET_NULL, related_name="interactions",
+        db_index=False,
+    )
+    direction = models.CharField(max_length=3, choices=Direction.choices, default=Direction.INBOUND)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    external_id = models.CharField(max_length=255)
+    text = models.TextField(blank=True)
+    occurred_at = models.DateTimeField(help_text="The platform's time of the interaction.")
+    received_at = models.DateTimeField(help_text="When socialcrm first stored it.")
+    reply_to_external_id = models.CharField(max_length=255, blank=True)
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    attachments = models.JSONField(default=list, blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    is_stub = models.BooleanField(default=False, help_text="Only an edit or delete has been seen so far.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel_account", "external_id"], name="interaction_unique_external"),
+        ]
+        indexes = [
+            # A customer's timeline merges these per-identity streams, newest first.
+            models.Index(F("identity"), F("occurred_at").desc(), F("id").desc(), name="interaction_timeline_idx"),
+            models.Index(F("conversation"), F("occurred_at").desc(), F("id").desc(), name="interaction_thread_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.external_id}"

@@ -1,0 +1,265 @@
+"""Writes on conversations and interactions. Batch writes run a fixed number of statements per batch."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from socialcrm.sql import clean_json, clean_text
+
+from .models import Conversation
+
+
+@dataclasses.dataclass(slots=True)
+class ThreadActivity:
+    """What one batch saw of one thread: who it is with and when things happened in it."""
+
+    thread_key: str
+    identity_id: int | None = None
+    first_inbound_at: dt.datetime | None = None
+    last_inbound_at: dt.datetime | None = None
+    first_outbound_at: dt.datetime | None = None
+    last_activity_at: dt.datetime | None = None
+
+    def saw(self, *, at: dt.datetime, inbound: bool, identity_id: int | None) -> None:
+        if inbound:
+            if self.identity_id is None and identity_id is not None:
+                self.identity_id = identity_id
+            self.first_inbound_at = _least(self.first_inbound_at, at)
+            self.last_inbound_at = _greatest(self.last_inbound_at, at)
+        else:
+            self.first_outbound_at = _least(self.first_outbound_at, at)
+        self.last_activity_at = _greatest(self.last_activity_at, at)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ThreadRef:
+    conversation_id: int
+    identity_id: int | None
+
+
+def _least(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _greatest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def conversations_touch(*, channel_account_id: int, threads: Sequence[ThreadActivity]) -> dict[str, ThreadRef]:
+    """Create the conversations a batch opens and move the clocks of those it continues.
+
+    First inbound, first response, last activity only ever move towards the truth (LEAST / GREATEST), so a
+    batch replayed or delivered late leaves the same state. New inbound activity after a conversation was
+    resolved reopens it. Three statements at most, whatever the number of threads.
+    """
+    if not threads:
+        return {}
+    by_key = {t.thread_key: t for t in threads}
+    keys = list(by_key)
+    now = timezone.now()
+    refs: dict[str, ThreadRef] = {}
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT thread_key, id, identity_id FROM conversations_conversation
+            WHERE channel_account_id = %s AND thread_key = ANY(%s::text[])
+            """,
+            [channel_account_id, keys],
+        )
+        existing = {key: ThreadRef(cid, iid) for key, cid, iid in cursor.fetchall()}
+        new = [by_key[k] for k in keys if k not in existing]
+        if new:
+            cursor.execute(
+                """
+                INSERT INTO conversations_conversation
+                    (channel_account_id, thread_key, identity_id, status, priority, first_inbound_at,
+                     first_response_at, last_activity_at, created_at, updated_at)
+                SELECT %s, v.thread_key, v.identity_id, %s, %s, v.first_inbound_at,
+                       CASE WHEN v.first_outbound_at >= v.first_inbound_at THEN v.first_outbound_at END,
+                       v.last_activity_at, %s, %s
+                FROM unnest(%s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[])
+                    AS v(thread_key, identity_id, first_inbound_at, first_outbound_at, last_activity_at)
+                ON CONFLICT (channel_account_id, thread_key) DO NOTHING
+                RETURNING thread_key, id, identity_id
+                """,
+                [
+                    channel_account_id, Conversation.Status.OPEN, Conversation.Priority.NORMAL, now, now,
+                    [t.thread_key for t in new], [t.identity_id for t in new], [t.first_inbound_at for t in new],
+                    [t.first_outbound_at for t in new], [t.last_activity_at for t in new],
+                ],
+            )
+            for key, cid, iid in cursor.fetchall():
+                refs[key] = ThreadRef(cid, iid)
+            raced = [t.thread_key for t in new if t.thread_key not in refs]
+            if raced:
+                # Created by a concurrent batch a moment ago: treat them as existing ones.
+                cursor.execute(
+                    """
+                    SELECT thread_key, id, identity_id FROM conversations_conversation
+                    WHERE channel_account_id = %s AND thread_key = ANY(%s::text[])
+                    """,
+                    [channel_account_id, raced],
+                )
+                existing.update({key: ThreadRef(cid, iid) for key, cid, iid in cursor.fetchall()})
+        if existing:
+            _advance_clocks(cursor, now, [(existing[k], by_key[k]) for k in existing])
+            for key, ref in existing.items():
+                identity_id = ref.identity_id if ref.identity_id is not None else by_key[key].identity_id
+                refs[key] = ThreadRef(ref.conversation_id, identity_id)
+    return refs
+
+
+def _advance_clocks(cursor: Any, now: dt.datetime, rows: list[tuple[ThreadRef, ThreadActivity]]) -> None:
+    cursor.execute(
+        """
+        UPDATE conversations_conversation c SET
+            identity_id = COALESCE(c.identity_id, v.identity_id),
+            first_inbound_at = LEAST(c.first_inbound_at, v.first_inbound_at),
+            first_response_at = CASE
+                WHEN v.first_outbound_at >= LEAST(c.first_inbound_at, v.first_inbound_at)
+                THEN LEAST(c.first_response_at, v.first_outbound_at)
+                ELSE c.first_response_at END,
+            last_activity_at = GREATEST(c.last_activity_at, v.last_activity_at),
+            status = CASE WHEN c.status = %s AND v.last_inbound_at > c.resolved_at THEN %s ELSE c.status END,
+            resolved_at = CASE WHEN c.status = %s AND v.last_inbound_at > c.resolved_at THEN NULL
+                               ELSE c.resolved_at END,
+            updated_at = %s
+        FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[],
+                    %s::timestamptz[])
+            AS v(id, identity_id, first_inbound_at, last_inbound_at, first_outbound_at, last_activity_at)
+        WHERE c.id = v.id AND (
+            (c.identity_id IS NULL AND v.identity_id IS NOT NULL)
+            OR LEAST(c.first_inbound_at, v.first_inbound_at) IS DISTINCT FROM c.first_inbound_at
+            OR GREATEST(c.last_activity_at, v.last_activity_at) IS DISTINCT FROM c.last_activity_at
+            OR (v.first_outbound_at >= LEAST(c.first_inbound_at, v.first_inbound_at)
+                AND (c.first_response_at IS NULL OR v.first_outbound_at < c.first_response_at))
+            OR (c.status = %s AND v.last_inbound_at > c.resolved_at)
+        )
+        """,
+        [
+            Conversation.Status.RESOLVED, Conversation.Status.OPEN, Conversation.Status.RESOLVED, now,
+            [ref.conversation_id for ref, _ in rows], [t.identity_id for _, t in rows],
+            [t.first_inbound_at for _, t in rows], [t.last_inbound_at for _, t in rows],
+            [t.first_outbound_at for _, t in rows], [t.last_activity_at for _, t in rows],
+            Conversation.Status.RESOLVED,
+        ],
+    )
+
+
+@dataclasses.dataclass(slots=True)
+class InteractionRow:
+    """One interaction as a batch knows it, after every event about it in the batch was folded together."""
+
+    external_id: str
+    occurred_at: dt.datetime
+    is_stub: bool
+    kind: str = ""
+    direction: str = "in"
+    conversation_id: int | None = None
+    identity_id: int | None = None
+    text: str = ""
+    reply_to_external_id: str = ""
+    edited_at: dt.datetime | None = None
+    deleted_at: dt.datetime | None = None
+    attachments: list[Any] = dataclasses.field(default_factory=list)
+    raw: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+# The merge rules of an upsert, written so that any order of create / edit / delete ends in one state:
+# a delete wins over everything (text and payload are dropped), the newest edit wins over older edits and
+# over the created text, a create fills in a stub, and a re-delivery with more fields fills empty ones.
+_RECORD_SQL = """
+INSERT INTO conversations_interaction AS i
+    (channel_account_id, external_id, conversation_id, identity_id, direction, kind, text, occurred_at,
+     received_at, reply_to_external_id, edited_at, deleted_at, attachments, raw, is_stub)
+SELECT %(account)s, v.external_id, v.conversation_id, v.identity_id, v.direction, v.kind,
+       CASE WHEN v.deleted_at IS NULL THEN v.text ELSE '' END, v.occurred_at, %(now)s, v.reply_to, v.edited_at,
+       v.deleted_at, CASE WHEN v.deleted_at IS NULL THEN v.attachments ELSE '[]' END,
+       CASE WHEN v.deleted_at IS NULL THEN v.raw ELSE '{}' END, v.is_stub
+FROM unnest(%(external_id)s::text[], %(conversation_id)s::bigint[], %(identity_id)s::bigint[],
+            %(direction)s::text[], %(kind)s::text[], %(text)s::text[], %(occurred_at)s::timestamptz[],
+            %(reply_to)s::text[], %(edited_at)s::timestamptz[], %(deleted_at)s::timestamptz[],
+            %(attachments)s::jsonb[], %(raw)s::jsonb[], %(is_stub)s::boolean[])
+    AS v(external_id, conversation_id, identity_id, direction, kind, text, occurred_at, reply_to, edited_at,
+         deleted_at, attachments, raw, is_stub)
+ON CONFLICT (channel_account_id, external_id) DO UPDATE SET
+    is_stub = i.is_stub AND EXCLUDED.is_stub,
+    conversation_id = COALESCE(i.conversation_id, EXCLUDED.conversation_id),
+    identity_id = COALESCE(i.identity_id, EXCLUDED.identity_id),
+    direction = CASE WHEN i.is_stub THEN EXCLUDED.direction ELSE i.direction END,
+    kind = CASE WHEN i.is_stub THEN EXCLUDED.kind ELSE i.kind END,
+    occurred_at = CASE
+        WHEN i.is_stub AND NOT EXCLUDED.is_stub THEN EXCLUDED.occurred_at
+        WHEN i.is_stub THEN LEAST(i.occurred_at, EXCLUDED.occurred_at)
+        ELSE i.occurred_at END,
+    reply_to_external_id = CASE WHEN i.reply_to_external_id = '' THEN EXCLUDED.reply_to_external_id
+                                ELSE i.reply_to_external_id END,
+    edited_at = GREATEST(i.edited_at, EXCLUDED.edited_at),
+    deleted_at = LEAST(i.deleted_at, EXCLUDED.deleted_at),
+    text = CASE
+        WHEN i.deleted_at IS NOT NULL OR EXCLUDED.deleted_at IS NOT NULL THEN ''
+        WHEN EXCLUDED.edited_at > COALESCE(i.edited_at, '-infinity') THEN EXCLUDED.text
+        WHEN i.edited_at IS NOT NULL THEN i.text
+        WHEN i.text = '' THEN EXCLUDED.text
+        ELSE i.text END,
+    attachments = CASE
+        WHEN i.deleted_at IS NOT NULL OR EXCLUDED.deleted_at IS NOT NULL THEN '[]'
+        WHEN i.attachments = '[]' THEN EXCLUDED.attachments
+        ELSE i.attachments END,
+    raw = CASE
+        WHEN i.deleted_at IS NOT NULL OR EXCLUDED.deleted_at IS NOT NULL THEN '{}'
+        WHEN i.is_stub AND NOT EXCLUDED.is_stub THEN EXCLUDED.raw
+        WHEN i.is_stub AND EXCLUDED.edited_at > COALESCE(i.edited_at, '-infinity') THEN EXCLUDED.raw
+        ELSE i.raw END
+WHERE (i.is_stub AND NOT EXCLUDED.is_stub)
+    OR (i.is_stub AND EXCLUDED.occurred_at < i.occurred_at)
+    OR (i.conversation_id IS NULL AND EXCLUDED.conversation_id IS NOT NULL)
+    OR (i.identity_id IS NULL AND EXCLUDED.identity_id IS NOT NULL)
+    OR EXCLUDED.edited_at > COALESCE(i.edited_at, '-infinity')
+    OR EXCLUDED.deleted_at < COALESCE(i.deleted_at, 'infinity')
+    OR (i.deleted_at IS NULL AND i.edited_at IS NULL AND i.text = '' AND EXCLUDED.text <> '')
+    OR (i.deleted_at IS NULL AND i.attachments = '[]' AND EXCLUDED.attachments <> '[]')
+    OR (i.reply_to_external_id = '' AND EXCLUDED.reply_to_external_id <> '')
+RETURNING (xmax = 0) AS inserted
+"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecordResult:
+    inserted: int
+    updated: int
+
+
+def interactions_record(*, channel_account_id: int, rows: Sequence[InteractionRow]) -> RecordResult:
+    """Insert or merge one batch of interactions in one statement. Rows must have distinct external ids."""
+    if not rows:
+        return RecordResult(0, 0)
+    params = {
+        "account": channel_account_id,
+        "now": timezone.now(),
+        "external_id": [r.external_id for r in rows],
+        "conversation_id": [r.conversation_id for r in rows],
+        "identity_id": [r.identity_id for r in rows],
+        "direction": [r.direction for r in rows],
+        "kind": [r.kind for r in rows],
+        "text": [clean_text(r.text) for r in rows],
+        "occurred_at": [r.occurred_at for r in rows],
+        "reply_to": [clean_text(r.reply_to_external_id)[:255] for r in rows],
+        "edited_at": [r.edited_at for r in rows],
+        "deleted_at": [r.deleted_at for r in rows],
+        "attachments": [json.dumps(clean_json(r.attachments)) for r in rows],
+        "raw": [json.dumps(clean_json(r.raw)) for r in rows],
+        "is_stub": [r.is_stub for r in rows],
+    }
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(_RECORD_SQL, params)
+        flags = [row[0] for row in cursor.fetchall()]
+    inserted = sum(flags)
+    return RecordResult(inserted=inserted, updated=len(flags) - inserted)
