@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from socialcrm.sql import clean_json, clean_text
+from socialcrm.sql import clean_text, stage_rows
 
 IdentityKey = tuple[str, str, str]  # (platform, scope, external_id)
 
 _FIELD_LIMITS = {"handle": 255, "display_name": 255, "avatar_url": 2048, "profile_url": 2048}
+# The staging table for identity batches; `customer_id` holds the identity id when refreshing profiles.
+_IDENTITY_COLUMNS = (
+    ("customer_id", "bigint"), ("platform", "text"), ("scope", "text"), ("external_id", "text"), ("handle", "text"),
+    ("display_name", "text"), ("avatar_url", "text"), ("profile_url", "text"), ("first_seen_at", "timestamptz"),
+    ("last_seen_at", "timestamptz"), ("raw_profile", "jsonb"),
+)
 
 
 @dataclasses.dataclass(slots=True)
@@ -95,15 +100,17 @@ def identities_resolve(*, seen: Sequence[IdentitySeen]) -> dict[IdentityKey, Res
     return result
 
 
+_KEY_COLUMNS = (("platform", "text"), ("scope", "text"), ("external_id", "text"))
+
+
 def _lookup(cursor: Any, keys: list[IdentityKey]) -> dict[IdentityKey, tuple[int, int]]:
-    platforms, scopes, ext_ids = (list(col) for col in zip(*keys, strict=True))
+    stage_rows(cursor, "ingest_identity_key_stage", _KEY_COLUMNS, keys)
     cursor.execute(
         """
         SELECT si.platform, si.scope, si.external_id, si.id, si.customer_id
-        FROM unnest(%s::text[], %s::text[], %s::text[]) AS k(platform, scope, external_id)
+        FROM ingest_identity_key_stage k
         JOIN contacts_socialidentity si USING (platform, scope, external_id)
-        """,
-        [platforms, scopes, ext_ids],
+        """
     )
     return {(p, s, e): (iid, cid) for p, s, e, iid, cid in cursor.fetchall()}
 
@@ -133,30 +140,23 @@ def _create(
         [names, now, now],
     )
     customer_ids = [row[0] for row in cursor.fetchall()]
-    columns = {f: [p[f] for p in profiles] for f in _FIELD_LIMITS}
+    rows = [
+        (cid, *k, profile["handle"], profile["display_name"], profile["avatar_url"], profile["profile_url"],
+         merged[k][1], merged[k][2], merged[k][0].raw_profile or {})
+        for k, cid, profile in zip(new_keys, customer_ids, profiles, strict=True)
+    ]
+    stage_rows(cursor, "ingest_identity_stage", _IDENTITY_COLUMNS, rows)
     cursor.execute(
         """
         INSERT INTO contacts_socialidentity
             (customer_id, platform, scope, external_id, handle, display_name, avatar_url, profile_url,
              first_seen_at, last_seen_at, raw_profile)
-        SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-                             %s::text[], %s::timestamptz[], %s::timestamptz[], %s::jsonb[])
+        SELECT customer_id, platform, scope, external_id, handle, display_name, avatar_url, profile_url,
+               first_seen_at, last_seen_at, raw_profile
+        FROM ingest_identity_stage
         ON CONFLICT (platform, scope, external_id) DO NOTHING
         RETURNING platform, scope, external_id, id, customer_id
-        """,
-        [
-            customer_ids,
-            [k[0] for k in new_keys],
-            [k[1] for k in new_keys],
-            [k[2] for k in new_keys],
-            columns["handle"],
-            columns["display_name"],
-            columns["avatar_url"],
-            columns["profile_url"],
-            [merged[k][1] for k in new_keys],
-            [merged[k][2] for k in new_keys],
-            [json.dumps(clean_json(merged[k][0].raw_profile or {})) for k in new_keys],
-        ],
+        """
     )
     result = {(p, s, e): ResolvedIdentity(iid, cid, created=True) for p, s, e, iid, cid in cursor.fetchall()}
     lost = [k for k in new_keys if k not in result]
@@ -176,8 +176,13 @@ def _refresh_profiles(
     merged: dict[IdentityKey, tuple[IdentitySeen, dt.datetime, dt.datetime]],
 ) -> None:
     """Update handle, name, avatar and seen-times of known identities, writing only rows that change."""
-    keys = list(existing)
-    profiles = [_profile_values(merged[k][0]) for k in keys]
+    rows = [
+        (iid, *k, profile["handle"], profile["display_name"], profile["avatar_url"], profile["profile_url"],
+         merged[k][1], merged[k][2], {})
+        for k, (iid, _cid) in existing.items()
+        for profile in [_profile_values(merged[k][0])]
+    ]
+    stage_rows(cursor, "ingest_identity_stage", _IDENTITY_COLUMNS, rows)
     cursor.execute(
         """
         UPDATE contacts_socialidentity si SET
@@ -187,9 +192,8 @@ def _refresh_profiles(
             profile_url = COALESCE(NULLIF(v.profile_url, ''), si.profile_url),
             first_seen_at = LEAST(si.first_seen_at, v.first_seen_at),
             last_seen_at = GREATEST(si.last_seen_at, v.last_seen_at)
-        FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
-            AS v(id, handle, display_name, avatar_url, profile_url, first_seen_at, last_seen_at)
-        WHERE si.id = v.id AND (
+        FROM ingest_identity_stage v
+        WHERE si.id = v.customer_id AND (
             (v.handle <> '' AND v.handle IS DISTINCT FROM si.handle)
             OR (v.display_name <> '' AND v.display_name IS DISTINCT FROM si.display_name)
             OR (v.avatar_url <> '' AND v.avatar_url IS DISTINCT FROM si.avatar_url)
@@ -197,14 +201,5 @@ def _refresh_profiles(
             OR v.first_seen_at < si.first_seen_at
             OR v.last_seen_at > si.last_seen_at
         )
-        """,
-        [
-            [existing[k][0] for k in keys],
-            [p["handle"] for p in profiles],
-            [p["display_name"] for p in profiles],
-            [p["avatar_url"] for p in profiles],
-            [p["profile_url"] for p in profiles],
-            [merged[k][1] for k in keys],
-            [merged[k][2] for k in keys],
-        ],
+        """
     )

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from socialcrm.sql import clean_json, clean_text
+from socialcrm.sql import stage_rows
 
 from .models import Conversation
 
@@ -76,6 +75,7 @@ def conversations_touch(*, channel_account_id: int, threads: Sequence[ThreadActi
         existing = {key: ThreadRef(cid, iid) for key, cid, iid in cursor.fetchall()}
         new = [by_key[k] for k in keys if k not in existing]
         if new:
+            stage_rows(cursor, "ingest_thread_stage", _THREAD_COLUMNS, [_thread_row(0, t) for t in new])
             cursor.execute(
                 """
                 INSERT INTO conversations_conversation
@@ -84,16 +84,11 @@ def conversations_touch(*, channel_account_id: int, threads: Sequence[ThreadActi
                 SELECT %s, v.thread_key, v.identity_id, %s, %s, v.first_inbound_at,
                        CASE WHEN v.first_outbound_at >= v.first_inbound_at THEN v.first_outbound_at END,
                        v.last_activity_at, %s, %s
-                FROM unnest(%s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[])
-                    AS v(thread_key, identity_id, first_inbound_at, first_outbound_at, last_activity_at)
+                FROM ingest_thread_stage v
                 ON CONFLICT (channel_account_id, thread_key) DO NOTHING
                 RETURNING thread_key, id, identity_id
                 """,
-                [
-                    channel_account_id, Conversation.Status.OPEN, Conversation.Priority.NORMAL, now, now,
-                    [t.thread_key for t in new], [t.identity_id for t in new], [t.first_inbound_at for t in new],
-                    [t.first_outbound_at for t in new], [t.last_activity_at for t in new],
-                ],
+                [channel_account_id, Conversation.Status.OPEN, Conversation.Priority.NORMAL, now, now],
             )
             for key, cid, iid in cursor.fetchall():
                 refs[key] = ThreadRef(cid, iid)
@@ -116,7 +111,19 @@ def conversations_touch(*, channel_account_id: int, threads: Sequence[ThreadActi
     return refs
 
 
+_THREAD_COLUMNS = (
+    ("id", "bigint"), ("thread_key", "text"), ("identity_id", "bigint"), ("first_inbound_at", "timestamptz"),
+    ("last_inbound_at", "timestamptz"), ("first_outbound_at", "timestamptz"), ("last_activity_at", "timestamptz"),
+)
+
+
+def _thread_row(conversation_id: int, t: ThreadActivity) -> tuple:
+    return (conversation_id, t.thread_key, t.identity_id, t.first_inbound_at, t.last_inbound_at, t.first_outbound_at,
+            t.last_activity_at)
+
+
 def _advance_clocks(cursor: Any, now: dt.datetime, rows: list[tuple[ThreadRef, ThreadActivity]]) -> None:
+    stage_rows(cursor, "ingest_thread_stage", _THREAD_COLUMNS, [_thread_row(ref.conversation_id, t) for ref, t in rows])
     cursor.execute(
         """
         UPDATE conversations_conversation c SET
@@ -131,9 +138,7 @@ def _advance_clocks(cursor: Any, now: dt.datetime, rows: list[tuple[ThreadRef, T
             resolved_at = CASE WHEN c.status = %s AND v.last_inbound_at > c.resolved_at THEN NULL
                                ELSE c.resolved_at END,
             updated_at = %s
-        FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[],
-                    %s::timestamptz[])
-            AS v(id, identity_id, first_inbound_at, last_inbound_at, first_outbound_at, last_activity_at)
+        FROM ingest_thread_stage v
         WHERE c.id = v.id AND (
             (c.identity_id IS NULL AND v.identity_id IS NOT NULL)
             OR LEAST(c.first_inbound_at, v.first_inbound_at) IS DISTINCT FROM c.first_inbound_at
@@ -143,13 +148,8 @@ def _advance_clocks(cursor: Any, now: dt.datetime, rows: list[tuple[ThreadRef, T
             OR (c.status = %s AND v.last_inbound_at > c.resolved_at)
         )
         """,
-        [
-            Conversation.Status.RESOLVED, Conversation.Status.OPEN, Conversation.Status.RESOLVED, now,
-            [ref.conversation_id for ref, _ in rows], [t.identity_id for _, t in rows],
-            [t.first_inbound_at for _, t in rows], [t.last_inbound_at for _, t in rows],
-            [t.first_outbound_at for _, t in rows], [t.last_activity_at for _, t in rows],
-            Conversation.Status.RESOLVED,
-        ],
+        [Conversation.Status.RESOLVED, Conversation.Status.OPEN, Conversation.Status.RESOLVED, now,
+         Conversation.Status.RESOLVED],
     )
 
 
@@ -175,20 +175,23 @@ class InteractionRow:
 # The merge rules of an upsert, written so that any order of create / edit / delete ends in one state:
 # a delete wins over everything (text and payload are dropped), the newest edit wins over older edits and
 # over the created text, a create fills in a stub, and a re-delivery with more fields fills empty ones.
-_RECORD_SQL = """
+# Each batch is COPYed into a temporary staging table, then merged by one INSERT ... SELECT ... ON CONFLICT.
+_STAGE_TABLE = "ingest_interaction_stage"
+_STAGE_COLUMNS = (
+    ("external_id", "text"), ("conversation_id", "bigint"), ("identity_id", "bigint"), ("direction", "text"),
+    ("kind", "text"), ("text", "text"), ("occurred_at", "timestamptz"), ("reply_to", "text"),
+    ("edited_at", "timestamptz"), ("deleted_at", "timestamptz"), ("attachments", "jsonb"), ("raw", "jsonb"),
+    ("is_stub", "boolean"),
+)
+_RECORD_SQL = f"""
 INSERT INTO conversations_interaction AS i
     (channel_account_id, external_id, conversation_id, identity_id, direction, kind, text, occurred_at,
      received_at, reply_to_external_id, edited_at, deleted_at, attachments, raw, is_stub)
 SELECT %(account)s, v.external_id, v.conversation_id, v.identity_id, v.direction, v.kind,
        CASE WHEN v.deleted_at IS NULL THEN v.text ELSE '' END, v.occurred_at, %(now)s, v.reply_to, v.edited_at,
        v.deleted_at, CASE WHEN v.deleted_at IS NULL THEN v.attachments ELSE '[]' END,
-       CASE WHEN v.deleted_at IS NULL THEN v.raw ELSE '{}' END, v.is_stub
-FROM unnest(%(external_id)s::text[], %(conversation_id)s::bigint[], %(identity_id)s::bigint[],
-            %(direction)s::text[], %(kind)s::text[], %(text)s::text[], %(occurred_at)s::timestamptz[],
-            %(reply_to)s::text[], %(edited_at)s::timestamptz[], %(deleted_at)s::timestamptz[],
-            %(attachments)s::jsonb[], %(raw)s::jsonb[], %(is_stub)s::boolean[])
-    AS v(external_id, conversation_id, identity_id, direction, kind, text, occurred_at, reply_to, edited_at,
-         deleted_at, attachments, raw, is_stub)
+       CASE WHEN v.deleted_at IS NULL THEN v.raw ELSE '{{}}' END, v.is_stub
+FROM {_STAGE_TABLE} v
 ON CONFLICT (channel_account_id, external_id) DO UPDATE SET
     is_stub = i.is_stub AND EXCLUDED.is_stub,
     conversation_id = COALESCE(i.conversation_id, EXCLUDED.conversation_id),
@@ -214,7 +217,7 @@ ON CONFLICT (channel_account_id, external_id) DO UPDATE SET
         WHEN i.attachments = '[]' THEN EXCLUDED.attachments
         ELSE i.attachments END,
     raw = CASE
-        WHEN i.deleted_at IS NOT NULL OR EXCLUDED.deleted_at IS NOT NULL THEN '{}'
+        WHEN i.deleted_at IS NOT NULL OR EXCLUDED.deleted_at IS NOT NULL THEN '{{}}'
         WHEN i.is_stub AND NOT EXCLUDED.is_stub THEN EXCLUDED.raw
         WHEN i.is_stub AND EXCLUDED.edited_at > COALESCE(i.edited_at, '-infinity') THEN EXCLUDED.raw
         ELSE i.raw END
@@ -241,25 +244,16 @@ def interactions_record(*, channel_account_id: int, rows: Sequence[InteractionRo
     """Insert or merge one batch of interactions in one statement. Rows must have distinct external ids."""
     if not rows:
         return RecordResult(0, 0)
-    params = {
-        "account": channel_account_id,
-        "now": timezone.now(),
-        "external_id": [r.external_id for r in rows],
-        "conversation_id": [r.conversation_id for r in rows],
-        "identity_id": [r.identity_id for r in rows],
-        "direction": [r.direction for r in rows],
-        "kind": [r.kind for r in rows],
-        "text": [clean_text(r.text) for r in rows],
-        "occurred_at": [r.occurred_at for r in rows],
-        "reply_to": [clean_text(r.reply_to_external_id)[:255] for r in rows],
-        "edited_at": [r.edited_at for r in rows],
-        "deleted_at": [r.deleted_at for r in rows],
-        "attachments": [json.dumps(clean_json(r.attachments)) for r in rows],
-        "raw": [json.dumps(clean_json(r.raw)) for r in rows],
-        "is_stub": [r.is_stub for r in rows],
-    }
+    staged = [
+        (
+            r.external_id, r.conversation_id, r.identity_id, r.direction, r.kind, r.text, r.occurred_at,
+            r.reply_to_external_id[:255], r.edited_at, r.deleted_at, r.attachments, r.raw, r.is_stub,
+        )
+        for r in rows
+    ]
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.execute(_RECORD_SQL, params)
+        stage_rows(cursor, _STAGE_TABLE, _STAGE_COLUMNS, staged)
+        cursor.execute(_RECORD_SQL, {"account": channel_account_id, "now": timezone.now()})
         flags = [row[0] for row in cursor.fetchall()]
     inserted = sum(flags)
     return RecordResult(inserted=inserted, updated=len(flags) - inserted)

@@ -5,7 +5,9 @@ from channels.models import ChannelAccount
 
 @pytest.fixture
 def account(db) -> ChannelAccount:
-    return ChannelAccount.objects.create(platform=ChannelAccount.Platform.X, name="@TelekomHilft", external_id="brand-1")
+    return ChannelAccount.objects.create(
+        platform=ChannelAccount.Platform.X, name="@TelekomHilft", external_id="brand-1"
+    )
 
 
 @pytest.fixture

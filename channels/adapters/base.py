@@ -28,7 +28,9 @@ class EventKind(enum.StrEnum):
     DELETE = "delete"
 
 
-CREATE_KINDS = frozenset({EventKind.POST, EventKind.REPLY, EventKind.COMMENT, EventKind.MENTION, EventKind.DIRECT_MESSAGE})
+CREATE_KINDS = frozenset(
+    {EventKind.POST, EventKind.REPLY, EventKind.COMMENT, EventKind.MENTION, EventKind.DIRECT_MESSAGE}
+)
 
 
 class Direction(enum.StrEnum):
