@@ -1,0 +1,18 @@
+from django.contrib import admin
+
+from .models import Conversation, Interaction
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ["id", "channel_account", "thread_key", "status", "assignee", "last_activity_at"]
+    list_filter = ["status", "channel_account"]
+    raw_id_fields = ["identity", "assignee"]
+
+
+@admin.register(Interaction)
+class InteractionAdmin(admin.ModelAdmin):
+    list_display = ["id", "channel_account", "kind", "direction", "external_id", "occurred_at", "deleted_at"]
+    list_filter = ["kind", "direction"]
+    raw_id_fields = ["conversation", "identity"]
+    show_full_result_count = False
