@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -151,6 +152,18 @@ class RateLimited(TransientError):
 
 class PermanentError(AdapterError):
     """The platform refused for good (bad credentials, a deleted object): do not retry."""
+
+
+def decode_payload(payload: Any, platform_label: str) -> Any:
+    """A payload as Python data: bytes and str are JSON-decoded, anything else is returned as it is."""
+    if isinstance(payload, bytes | bytearray | memoryview):
+        payload = bytes(payload)
+    if isinstance(payload, bytes | str):
+        try:
+            return json.loads(payload)
+        except ValueError as exc:
+            raise PayloadError(f"{platform_label} payload is not valid JSON: {exc}") from None
+    return payload
 
 
 class BaseAdapter:

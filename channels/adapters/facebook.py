@@ -28,28 +28,15 @@ What a body becomes (PLATFORMS.md sections 2a and 2b):
 from __future__ import annotations
 
 import datetime as dt
-import json
 import urllib.parse
 from typing import Any
 
-from .base import Author, BaseAdapter, Direction, EventKind, InboundEvent, PayloadError
+from .base import Author, BaseAdapter, Direction, EventKind, InboundEvent, PayloadError, decode_payload
 from .timeparse import from_epoch_guess, from_epoch_millis, parse_iso8601
 
 PLATFORM = "facebook"
 FEED_ITEMS = frozenset({"comment", "post", "status", "photo", "video"})
 _VERB_KINDS = {"edited": EventKind.EDIT, "edit": EventKind.EDIT, "remove": EventKind.DELETE}
-
-
-def _decode(payload: Any) -> Any:
-    """The payload as Python data: bytes and str are JSON-decoded, anything else is returned as is."""
-    if isinstance(payload, bytes | bytearray | memoryview):
-        payload = bytes(payload)
-    if isinstance(payload, bytes | str):
-        try:
-            return json.loads(payload)
-        except ValueError as exc:
-            raise PayloadError(f"Facebook payload is not valid JSON: {exc}") from None
-    return payload
 
 
 def _fb_id(obj: dict[str, Any], key: str, what: str, *, required: bool = True) -> str:
@@ -81,7 +68,7 @@ class FacebookAdapter(BaseAdapter):
 
     def parse(self, payload: Any) -> list[InboundEvent]:
         """Turn one Page webhook body, Graph comment page or Graph comment into events."""
-        body = _decode(payload)
+        body = decode_payload(payload, "Facebook")
         if not isinstance(body, dict):
             raise PayloadError(f"Facebook payload must be a JSON object, got {type(body).__name__}")
         if "object" in body or "entry" in body:

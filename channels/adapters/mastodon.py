@@ -29,31 +29,18 @@ What a body becomes (PLATFORMS.md section 5):
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.parse
 from html.parser import HTMLParser
 from typing import Any
 
-from .base import Author, BaseAdapter, Direction, EventKind, InboundEvent, PayloadError
+from .base import Author, BaseAdapter, Direction, EventKind, InboundEvent, PayloadError, decode_payload
 from .timeparse import parse_iso8601, utc_now
 
 PLATFORM = "mastodon"
 _SKIPPED_TAGS = frozenset({"script", "style", "template", "noscript", "iframe", "object", "svg", "math"})
 _BLOCK_TAGS = frozenset({"p", "div", "blockquote", "pre", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6"})
 _TAG_SHAPED = re.compile(r"<[A-Za-z!/?][^<>]*(?:>|$)")
-
-
-def _decode(payload: Any) -> Any:
-    """The payload as Python data: bytes and str are JSON-decoded, anything else is returned as is."""
-    if isinstance(payload, bytes | bytearray | memoryview):
-        payload = bytes(payload)
-    if isinstance(payload, bytes | str):
-        try:
-            return json.loads(payload)
-        except ValueError as exc:
-            raise PayloadError(f"Mastodon payload is not valid JSON: {exc}") from None
-    return payload
 
 
 class _PlainText(HTMLParser):
@@ -121,7 +108,7 @@ class MastodonAdapter(BaseAdapter):
 
     def parse(self, payload: Any) -> list[InboundEvent]:
         """Turn a status, notification, list of either, or a context into events."""
-        body = _decode(payload)
+        body = decode_payload(payload, "Mastodon")
         instance = self.instance
         if isinstance(body, dict) and ("ancestors" in body or "descendants" in body):
             return self._context(body, instance)

@@ -26,10 +26,9 @@ What an Update becomes (PLATFORMS.md section 6):
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from .base import Author, BaseAdapter, Direction, EventKind, InboundEvent, PayloadError
+from .base import Author, BaseAdapter, Direction, EventKind, InboundEvent, PayloadError, decode_payload
 from .timeparse import from_epoch_seconds, utc_now
 
 PLATFORM = "telegram"
@@ -47,18 +46,6 @@ SERVICE_FIELDS = frozenset({
     "video_chat_participants_invited", "users_shared", "chat_shared", "write_access_allowed",
     "proximity_alert_triggered", "boost_added", "chat_background_set",
 })
-
-
-def _decode(payload: Any) -> Any:
-    """The payload as Python data: bytes and str are JSON-decoded, anything else is returned as is."""
-    if isinstance(payload, bytes | bytearray | memoryview):
-        payload = bytes(payload)
-    if isinstance(payload, bytes | str):
-        try:
-            return json.loads(payload)
-        except ValueError as exc:
-            raise PayloadError(f"Telegram payload is not valid JSON: {exc}") from None
-    return payload
 
 
 def _int_id(value: Any, what: str) -> str:
@@ -81,7 +68,7 @@ class TelegramAdapter(BaseAdapter):
 
     def parse(self, payload: Any) -> list[InboundEvent]:
         """Turn one Update, a list of Updates or a getUpdates body into events."""
-        body = _decode(payload)
+        body = decode_payload(payload, "Telegram")
         if isinstance(body, dict) and ("ok" in body or "result" in body) and "update_id" not in body:
             if body.get("ok") is not True:
                 raise PayloadError(f"Telegram getUpdates failed: {body.get('description', 'ok is not true')}")

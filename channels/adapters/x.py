@@ -31,10 +31,9 @@ What one response body becomes (PLATFORMS.md section 1a):
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
-from .base import Author, BaseAdapter, Direction, EventKind, InboundEvent, PayloadError
+from .base import Author, BaseAdapter, Direction, EventKind, InboundEvent, PayloadError, decode_payload
 from .timeparse import parse_iso8601
 
 PLATFORM = "x"
@@ -43,18 +42,6 @@ SNOWFLAKE_EPOCH_MS = 1_288_834_974_657
 # Keys of the `data` object X returns for our own writes (delete, hide, DM send, like, retweet, ...).
 _ACK_KEYS = frozenset({"deleted", "hidden", "dm_conversation_id", "dm_event_id", "liked", "retweeted", "bookmarked",
                        "following", "blocking", "muting"})
-
-
-def _decode(payload: Any) -> Any:
-    """The payload as Python data: bytes and str are JSON-decoded, anything else is returned as is."""
-    if isinstance(payload, bytes | bytearray | memoryview):
-        payload = bytes(payload)
-    if isinstance(payload, bytes | str):
-        try:
-            return json.loads(payload)
-        except ValueError as exc:
-            raise PayloadError(f"X payload is not valid JSON: {exc}") from None
-    return payload
 
 
 def snowflake_time(tweet_id: str) -> dt.datetime:
@@ -81,7 +68,7 @@ class XAdapter(BaseAdapter):
 
     def parse(self, payload: Any) -> list[InboundEvent]:
         """Turn one X API v2 response body (tweets or DM events) into events."""
-        body = _decode(payload)
+        body = decode_payload(payload, "X")
         if not isinstance(body, dict):
             raise PayloadError(f"X payload must be a JSON object, got {type(body).__name__}")
         if "data" not in body:
