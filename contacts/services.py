@@ -67,13 +67,14 @@ def _merge_sightings(seen: Sequence[IdentitySeen]) -> dict[IdentityKey, tuple[Id
     return merged
 
 
-def _profile_values(item: IdentitySeen) -> dict[str, str]:
-    values = {f: clean_text(getattr(item, f) or "") for f in _FIELD_LIMITS}
+def _profile_values(item: IdentitySeen) -> tuple[str, str, str, str]:
+    """handle, display name, avatar url, profile url, within their column limits (stage_rows cleans them)."""
+    values = {f: getattr(item, f) or "" for f in _FIELD_LIMITS}
     for field, limit in _FIELD_LIMITS.items():
         if len(values[field]) > limit:
             # A truncated URL is a broken URL: drop it. A long name is cut.
             values[field] = "" if field.endswith("_url") else values[field][:limit]
-    return values
+    return values["handle"], values["display_name"], values["avatar_url"], values["profile_url"]
 
 
 def identities_resolve(*, seen: Sequence[IdentitySeen]) -> dict[IdentityKey, ResolvedIdentity]:
@@ -121,7 +122,7 @@ def _create(
     now = timezone.now()
     profiles = [_profile_values(merged[k][0]) for k in new_keys]
     names = [
-        p["display_name"] or p["handle"] or f"{k[0]} {k[2]}"[:255] for k, p in zip(new_keys, profiles, strict=True)
+        clean_text(p[1] or p[0] or f"{k[0]} {k[2]}"[:255]) for k, p in zip(new_keys, profiles, strict=True)
     ]
     # Customer ids are drawn from the sequence first, so each new identity knows its customer's id
     # without relying on the order of RETURNING rows.
@@ -141,8 +142,7 @@ def _create(
     )
     customer_ids = [row[0] for row in cursor.fetchall()]
     rows = [
-        (cid, *k, profile["handle"], profile["display_name"], profile["avatar_url"], profile["profile_url"],
-         merged[k][1], merged[k][2], merged[k][0].raw_profile or {})
+        (cid, *k, *profile, merged[k][1], merged[k][2], merged[k][0].raw_profile or {})
         for k, cid, profile in zip(new_keys, customer_ids, profiles, strict=True)
     ]
     stage_rows(cursor, "ingest_identity_stage", _IDENTITY_COLUMNS, rows)
@@ -177,10 +177,8 @@ def _refresh_profiles(
 ) -> None:
     """Update handle, name, avatar and seen-times of known identities, writing only rows that change."""
     rows = [
-        (iid, *k, profile["handle"], profile["display_name"], profile["avatar_url"], profile["profile_url"],
-         merged[k][1], merged[k][2], {})
+        (iid, *k, *_profile_values(merged[k][0]), merged[k][1], merged[k][2], {})
         for k, (iid, _cid) in existing.items()
-        for profile in [_profile_values(merged[k][0])]
     ]
     stage_rows(cursor, "ingest_identity_stage", _IDENTITY_COLUMNS, rows)
     cursor.execute(
