@@ -116,7 +116,11 @@ def ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
 
     folds: dict[str, _Fold] = {}
     sightings: list[IdentitySeen] = []
+    statuses: list[InboundEvent] = []
     for event in valid:
+        if event.kind == EventKind.STATUS:
+            statuses.append(event)
+            continue
         folds.setdefault(event.external_id, _Fold()).add(event)
         key = _identity_key(event)
         if key is not None and event.kind in CREATE_KINDS:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
 import uuid
 from collections import defaultdict
@@ -38,7 +37,8 @@ class StaleCursor(Exception):
 
 def adapter_for(account: ChannelAccount) -> BaseAdapter:
     return adapter_class(account.platform)(
-        external_id=account.external_id, credentials=account.credentials or {}, config=account.config or {}
+        external_id=account.external_id, credentials=account.credentials or {}, config=account.config or {},
+        webhook_secret=account.webhook_secret or {},
     )
 
 
@@ -192,7 +192,7 @@ def deliveries_process(*, limit: int = DELIVERY_BATCH) -> DrainOutcome:
             events = []
             for delivery in deliveries:
                 try:
-                    events.extend(adapter.parse(json.loads(bytes(delivery.body))))
+                    events.extend(adapter.parse(bytes(delivery.body)))
                 except (AdapterError, ValueError) as exc:
                     delivery.attempts += 1
                     delivery.last_error = f"{type(exc).__name__}: {exc}"[:2000]
