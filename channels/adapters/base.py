@@ -15,12 +15,15 @@ import enum
 import hashlib
 import hmac
 import json
+import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+logger = logging.getLogger("channels.adapters")
 
 
 class EventKind(enum.StrEnum):
@@ -313,6 +316,13 @@ class BaseAdapter:
         self.config = dict(config or {})
         self.webhook_secret = dict(webhook_secret or {})
         self._transport = transport
+        # What `parse` met and left out (unknown event kinds, service messages), as (where, why).
+        self.skipped: list[tuple[str, str]] = []
+
+    def skip(self, where: str, why: str) -> None:
+        """Record a part of a payload that is not an interaction (an unknown kind, a service message)."""
+        self.skipped.append((where, why))
+        logger.info("%s: skipped %s: %s", self.platform, where, why)
 
     def http(self) -> httpx.Client:
         """A client for the platform's API with the house timeouts; close it (use it in a `with`)."""
