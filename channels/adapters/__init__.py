@@ -9,6 +9,9 @@ from .base import BaseAdapter
 _ADAPTERS = {
     "x": "channels.adapters.x.XAdapter",
     "facebook": "channels.adapters.facebook.FacebookAdapter",
+    "instagram": "channels.adapters.instagram.InstagramAdapter",
+    "whatsapp": "channels.adapters.whatsapp.WhatsAppAdapter",
+    "email": "channels.adapters.mail.EmailAdapter",
     "telegram": "channels.adapters.telegram.TelegramAdapter",
     "mastodon": "channels.adapters.mastodon.MastodonAdapter",
     "demo": "channels.adapters.demo.DemoAdapter",

@@ -304,6 +304,9 @@ class BaseAdapter:
     private_reply_window: ClassVar[dt.timedelta | None] = None
     # Longest text a reply may have on this platform (None: no limit we enforce).
     max_reply_length: ClassVar[int | None] = None
+    # How long after a reply was queued `find_sent` can still be trusted (None: always), e.g. while the
+    # platform remembers an idempotency key.
+    find_sent_within: ClassVar[dt.timedelta | None] = None
 
     # Where the platform's API lives; `config["api_base_url"]` overrides it (a fake server in tests).
     api_base_url: ClassVar[str] = ""
@@ -325,9 +328,13 @@ class BaseAdapter:
         logger.info("%s: skipped %s: %s", self.platform, where, why)
 
     def http(self) -> httpx.Client:
-        """A client for the platform's API with the house timeouts; close it (use it in a `with`)."""
+        """A client for the platform's API with the house timeouts (`config["http_timeout"]` seconds overrides
+        them); close it (use it in a `with`)."""
+        timeout = HTTP_TIMEOUT
+        if isinstance(self.config.get("http_timeout"), int | float) and self.config["http_timeout"] > 0:
+            timeout = httpx.Timeout(float(self.config["http_timeout"]), connect=min(5.0, self.config["http_timeout"]))
         return httpx.Client(
-            base_url=self.config.get("api_base_url") or self.api_base_url, timeout=HTTP_TIMEOUT,
+            base_url=self.config.get("api_base_url") or self.api_base_url, timeout=timeout,
             transport=self._transport, headers={"User-Agent": "socialcrm"},
         )
 

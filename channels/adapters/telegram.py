@@ -21,14 +21,57 @@ What an Update becomes (PLATFORMS.md section 6):
 - Text = `text` or `caption`. Attachments are summarised (type, file_id, file_unique_id, file_name,
   mime_type; only the largest `photo` size by pixel area); contact and location keep their own fields.
 - Service messages (pinned message, members joining, title changes, topic created, ...) and unknown update
-  kinds (callback_query, my_chat_member, message_reaction, ...) give no events and raise no error.
+  kinds (callback_query, my_chat_member, message_reaction, ...) give no events and raise no error; each is
+  recorded in `skipped` with the reason.
+
+Webhooks: Telegram signs nothing; `setWebhook(secret_token=...)` makes it send that secret in the header
+`X-Telegram-Bot-Api-Secret-Token`, compared in constant time with `webhook_secret["secret_token"]`.
+
+Polling: `getUpdates` with `offset` = the cursor's `offset` (which also confirms every earlier update to
+Telegram), `timeout=0`, `limit` (`config["page_size"]`, default and most 100) and `allowed_updates` = the kinds
+parsed above. The next cursor is `{"offset": last update_id + 1}`; a full page means more is waiting. An
+update that cannot be parsed is skipped with its reason, so one bad update never stops the channel (Telegram
+drops unconfirmed updates after 24 hours, so a stuck offset would lose every later message).
+
+Sending: `sendMessage` to the chat of the thread key (and its forum topic), answering `reply_to_id` through
+`reply_parameters` (sent even if that message was deleted meanwhile); the result is named `<chat.id>:<message_id>`
+like parsed messages. Errors: `{"ok": false, "error_code": 429, "parameters": {"retry_after": n}}` is
+`RateLimited` until now + n, 5xx `TransientError`, any other code `PermanentError`.
+
+The bot token (`credentials["bot_token"]`) is part of every API URL. It is never put in an error message, and
+the request lines httpx logs show `/bot<redacted>/` instead.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Mapping
 from typing import Any
 
-from .base import Author, BaseAdapter, Direction, EventKind, InboundEvent, PayloadError, decode_payload
+import httpx
+
+from .base import (
+    Author,
+    BaseAdapter,
+    Direction,
+    EventKind,
+    FetchResult,
+    InboundEvent,
+    OutboundMessage,
+    OutcomeUnknown,
+    PayloadError,
+    PermanentError,
+    RateLimited,
+    SendResult,
+    TransientError,
+    WebhookRequest,
+    check_token,
+    decode_payload,
+    retry_after,
+)
 from .timeparse import from_epoch_seconds, utc_now
 
 PLATFORM = "telegram"
@@ -46,6 +89,28 @@ SERVICE_FIELDS = frozenset({
     "video_chat_participants_invited", "users_shared", "chat_shared", "write_access_allowed",
     "proximity_alert_triggered", "boost_added", "chat_background_set",
 })
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# What getUpdates is asked for: the update kinds `parse` turns into events.
+ALLOWED_UPDATES = (*CREATE_UPDATES, *EDIT_UPDATES, "deleted_business_messages")
+PAGE_SIZE = 100  # getUpdates returns at most 100 updates
+_BOT_TOKEN = re.compile(r"\d+:[A-Za-z0-9_-]+")
+_TOKEN_IN_URL = re.compile(r"/bot\d+:[^/\s?#]+")
+_THREAD_KEY = re.compile(r"chat:(-?\d+)(?::topic:(\d+))?")
+_MESSAGE_REF = re.compile(r"(-?\d+):(\d+)")
+
+
+class _RedactBotToken(logging.Filter):
+    """Hides the bot token in the request URLs httpx logs (`.../bot<token>/getUpdates` -> `.../bot<redacted>/...`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_TOKEN_IN_URL.sub("/bot<redacted>", str(arg)) if isinstance(arg, str | httpx.URL)
+                                else arg for arg in record.args)
+        return True
+
+
+_REDACT_BOT_TOKEN = _RedactBotToken()
+logging.getLogger("httpx").addFilter(_REDACT_BOT_TOKEN)
 
 
 def _int_id(value: Any, what: str) -> str:
@@ -65,6 +130,125 @@ class TelegramAdapter(BaseAdapter):
     """A Telegram bot: `external_id` may be the bot's user id, so that its own messages are outbound."""
 
     platform = PLATFORM
+    pollable = True
+    api_base_url = "https://api.telegram.org"
+    max_reply_length = 4096
+
+    def verify_webhook(self, request: WebhookRequest) -> None:
+        """Check the `X-Telegram-Bot-Api-Secret-Token` header against our secret token, in constant time."""
+        expected = self.secret("secret_token")
+        check_token(request.header(SECRET_HEADER), expected, SECRET_HEADER)
+
+    def fetch(self, cursor: Mapping[str, Any]) -> FetchResult:
+        """One getUpdates page after the cursor's `offset`; see the module docstring."""
+        offset = (cursor or {}).get("offset")
+        if offset is not None and (isinstance(offset, bool) or not isinstance(offset, int)):
+            raise PayloadError(f"Telegram cursor offset must be an integer update id, got {offset!r}")
+        limit = self._page_size()
+        params: dict[str, Any] = {"timeout": 0, "limit": limit, "allowed_updates": json.dumps(ALLOWED_UPDATES)}
+        if offset is not None:
+            params["offset"] = offset
+        with self.http() as client:
+            response = self.request(client, "GET", self._method_url("getUpdates"), params=params)
+        updates = self._result(response, "getUpdates")
+        if not isinstance(updates, list):
+            raise PayloadError("Telegram getUpdates `result` must be a list of Updates")
+        events: list[InboundEvent] = []
+        last: int | None = None
+        for index, update in enumerate(updates):
+            where = f"getUpdates.result[{index}]"
+            update_id = update.get("update_id") if isinstance(update, dict) else None
+            if isinstance(update_id, bool) or not isinstance(update_id, int):
+                self.skip(where, "not an Update with an integer update_id")
+                continue
+            last = update_id if last is None else max(last, update_id)
+            try:
+                events.extend(self._update(update, where))
+            except PayloadError as exc:
+                self.skip(where, f"update {update_id} cannot be read: {exc}")
+        if updates and last is None:
+            raise PayloadError("Telegram getUpdates returned updates without update_id: the offset cannot advance")
+        next_cursor = {"offset": last + 1} if last is not None else dict(cursor or {})
+        return FetchResult(events=events, cursor=next_cursor, has_more=len(updates) >= limit)
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        """Send a text reply to the chat (and forum topic) of `message.thread_key`, answering `reply_to_id`."""
+        match = _THREAD_KEY.fullmatch(message.thread_key)
+        if match is None:
+            raise PermanentError(f"telegram: cannot send to thread {message.thread_key!r}: "
+                                 "expected chat:<chat id> or chat:<chat id>:topic:<topic id>")
+        chat_id, topic = match.groups()
+        if not message.text.strip():
+            raise PermanentError("telegram: the reply is empty")
+        if self.max_reply_length and len(message.text) > self.max_reply_length:
+            raise PermanentError(f"telegram: the reply is longer than {self.max_reply_length} characters")
+        body: dict[str, Any] = {"chat_id": int(chat_id), "text": message.text}
+        if topic:
+            body["message_thread_id"] = int(topic)
+        if message.reply_to_id:
+            reply = _MESSAGE_REF.fullmatch(message.reply_to_id)
+            if reply is None:
+                raise PermanentError(f"telegram: reply_to_id {message.reply_to_id!r} is not <chat id>:<message id>")
+            reply_chat, reply_message = reply.groups()
+            parameters: dict[str, Any] = {"message_id": int(reply_message), "allow_sending_without_reply": True}
+            if reply_chat != chat_id:
+                parameters["chat_id"] = int(reply_chat)
+            body["reply_parameters"] = parameters
+        with self.http() as client:
+            response = self.request(client, "POST", self._method_url("sendMessage"), sending=True, json=body)
+        sent = self._result(response, "sendMessage", sending=True)
+        try:
+            external_id = f"{_int_id(sent['chat']['id'], 'chat.id')}:{_int_id(sent['message_id'], 'message_id')}"
+        except (TypeError, KeyError, PayloadError):
+            raise OutcomeUnknown("telegram: sendMessage succeeded but names no chat and message id") from None
+        return SendResult(external_id=external_id, raw=sent, thread_key=message.thread_key)
+
+    def rate_limit_reset(self, response: httpx.Response) -> dt.datetime:
+        """now + `parameters.retry_after` of Telegram's error body, else the `Retry-After` header, else a minute."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        parameters = body.get("parameters") if isinstance(body, dict) else None
+        wait = parameters.get("retry_after") if isinstance(parameters, dict) else None
+        if isinstance(wait, int) and not isinstance(wait, bool) and wait >= 0:
+            return utc_now() + dt.timedelta(seconds=wait)
+        return retry_after(response)
+
+    def _method_url(self, method: str) -> str:
+        """`/bot<token>/<method>`; the token is checked first, so nothing but a token ever lands in the path."""
+        token = self.credentials.get("bot_token")
+        if not isinstance(token, str) or not _BOT_TOKEN.fullmatch(token):
+            raise PermanentError("telegram: the channel account has no valid bot_token")
+        return f"/bot{token}/{method}"
+
+    def _page_size(self) -> int:
+        size = self.config.get("page_size")
+        if size is None:
+            return PAGE_SIZE
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise PayloadError(f'Telegram config["page_size"] must be a positive integer, got {size!r}')
+        return min(size, PAGE_SIZE)
+
+    def _result(self, response: httpx.Response, method: str, *, sending: bool = False) -> Any:
+        """The `result` of a Telegram answer; its `ok: false` mapped to the adapter errors by `error_code`."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            if sending:
+                raise OutcomeUnknown(f"telegram: {method} answered with something that is not a JSON object")
+            raise TransientError(f"telegram: {method} answered with something that is not a JSON object")
+        if body.get("ok") is True:
+            return body.get("result")
+        code = body.get("error_code")
+        description = str(body.get("description") or "no description")[:300]
+        if code == 429:
+            raise RateLimited(f"telegram: {method}: {description}", reset_at=self.rate_limit_reset(response))
+        if isinstance(code, int) and code >= 500:
+            raise TransientError(f"telegram: {method} failed ({code}): {description}")
+        raise PermanentError(f"telegram: {method} failed ({code}): {description}")
 
     def parse(self, payload: Any) -> list[InboundEvent]:
         """Turn one Update, a list of Updates or a getUpdates body into events."""
@@ -97,7 +281,10 @@ class TelegramAdapter(BaseAdapter):
                 return [event] if event else []
         if "deleted_business_messages" in update:
             return self._deleted(update["deleted_business_messages"], f"{where}.deleted_business_messages")
-        return []  # callback_query, my_chat_member, message_reaction, poll, ...: no conversation event
+        # callback_query, my_chat_member, message_reaction, poll, ...: no conversation event
+        kinds = ", ".join(sorted(k for k in update if k != "update_id")) or "nothing"
+        self.skip(where, f"update of kind {kinds} is not a message")
+        return []
 
     def _message(self, message: Any, where: str, *, edit: bool) -> InboundEvent | None:
         if not isinstance(message, dict):
@@ -107,7 +294,9 @@ class TelegramAdapter(BaseAdapter):
             raise PayloadError(f"Telegram {where} has no chat")
         chat_id = _int_id(chat.get("id"), f"Telegram {where}.chat.id")
         message_id = _int_id(message.get("message_id"), f"Telegram {where}.message_id")
-        if SERVICE_FIELDS.intersection(message):
+        service = sorted(SERVICE_FIELDS.intersection(message))
+        if service:
+            self.skip(where, f"service message ({', '.join(service)})")
             return None
         chat_type = chat.get("type")
         time_field = "edit_date" if edit else "date"

@@ -1,4 +1,4 @@
-"""Facebook Page webhook and Graph comment parser on real recorded bodies (restfb/, python-facebook/)."""
+"""Facebook Page webhook parser on real recorded bodies (restfb/facebook_page_feed, restfb/messenger)."""
 
 import datetime as dt
 import json
@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from channels.adapters.base import Direction, EventKind, InboundEvent, PayloadError
+from channels.adapters.base import DeliveryStatus, Direction, EventKind, InboundEvent, PayloadError
 from channels.adapters.facebook import FacebookAdapter
 
 RECORDED = pathlib.Path(__file__).resolve().parents[3] / "channels" / "recorded"
@@ -130,12 +130,53 @@ def test_page_mention_has_no_author() -> None:
     assert event.occurred_at == dt.datetime(2021, 2, 26, 12, 1, 2, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("name", [
-    "feed-comment-hide.json", "feed-like-add-25.json", "feed-reaction-add-comment.json", "feed-two-entries-25.json",
-    "ratings-rating-add-25.json",
+@pytest.mark.parametrize(("name", "reasons"), [
+    ("feed-comment-hide.json", ["feed comment verb 'hide' (moderation or unknown) changes no message"]),
+    ("feed-like-add-25.json", ["feed item 'like' is not a message"]),
+    ("feed-reaction-add-comment.json", ["feed item 'reaction' is not a message"]),
+    ("feed-two-entries-25.json", ["field 'parking' is not a conversation",
+                                  "field 'payment_options' is not a conversation"]),
 ])
-def test_moderation_reactions_and_other_fields_are_skipped(name: str) -> None:
-    assert FacebookAdapter().parse(recorded(f"{FEED}/{name}")) == []
+def test_moderation_reactions_and_other_fields_are_skipped_with_a_reason(name: str, reasons: list[str]) -> None:
+    adapter = FacebookAdapter()
+
+    assert adapter.parse(recorded(f"{FEED}/{name}")) == []
+    assert [why for _, why in adapter.skipped] == reasons
+
+
+def test_unhide_is_skipped_too() -> None:
+    body = json.loads(recorded(f"{FEED}/feed-comment-hide.json"))
+    body["entry"][0]["changes"][0]["value"]["verb"] = "unhide"  # derived: the reverse moderation action
+    adapter = FacebookAdapter()
+
+    assert adapter.parse(body) == []
+    assert adapter.skipped == [("entry[0].changes[0]", "feed comment verb 'unhide' (moderation or unknown) "
+                                                       "changes no message")]
+
+
+def test_page_review_is_a_post_by_the_reviewer() -> None:
+    event = parse_one(f"{FEED}/ratings-rating-add-25.json")
+
+    assert (event.external_id, event.kind, event.thread_key, event.reply_to_id) == (
+        "904801129604590", EventKind.POST, "904801129604590", "")
+    assert (event.author.external_id, event.author.scope, event.author.display_name) == (
+        "705955836155788", PAGE, "Tester")
+    assert event.text == "Ja ziemlich coole Sache"
+    assert event.occurred_at == dt.datetime(2015, 11, 29, 11, 3, 22, tzinfo=UTC)  # no created_time: entry.time
+    assert event.direction == Direction.INBOUND
+
+
+def test_comment_on_a_review_joins_the_review_thread() -> None:
+    review = parse_one(f"{FEED}/ratings-rating-add-25.json")
+    event = parse_one(f"{FEED}/ratings-comment-add-25.json")
+
+    assert (event.external_id, event.kind) == ("904801129604590_904802532937783", EventKind.COMMENT)
+    assert event.thread_key == review.external_id == "904801129604590"
+    assert event.reply_to_id == "904801129604590"
+    assert (event.author.external_id, event.author.scope, event.author.display_name) == (
+        "705955836155788", PAGE, "Tester")
+    assert event.text == ""
+    assert event.occurred_at == dt.datetime(2015, 11, 29, 11, 9, 46, tzinfo=UTC)
 
 
 def test_messenger_text_message() -> None:
@@ -201,12 +242,121 @@ def test_messenger_reply_to_and_quick_reply() -> None:
     assert (quick.text, quick.author.scope) == ("quick reply text", PAGE)
 
 
-@pytest.mark.parametrize("name", [
-    "messaging-delivery-basic.json", "messaging-read-basic.json", "messaging-postback-basic.json",
-    "messaging-reaction-1.json",
+def test_delivery_receipt_is_a_status_of_our_message() -> None:
+    event = parse_one(f"{MESSENGER}/messaging-delivery-basic.json")
+
+    assert (event.kind, event.status) == (EventKind.STATUS, DeliveryStatus.DELIVERED)
+    assert event.external_id == "mid.1458668856218:ed81099e15d3f4f233"
+    assert (event.thread_key, event.author, event.text, event.reply_to_id) == ("psid:987654321432", None, "", "")
+    assert event.direction == Direction.OUTBOUND
+    assert event.occurred_at == dt.datetime(2016, 3, 22, 17, 47, 36, 253000, tzinfo=UTC)  # the watermark
+
+
+def test_delivery_of_several_messages_gives_one_status_each() -> None:
+    body = json.loads(recorded(f"{MESSENGER}/messaging-delivery-basic.json"))
+    body["entry"][0]["messaging"][0]["delivery"]["mids"].append("m_second")  # derived: a second message id
+
+    events = FacebookAdapter().parse(body)
+
+    assert [(e.external_id, e.status) for e in events] == [
+        ("mid.1458668856218:ed81099e15d3f4f233", DeliveryStatus.DELIVERED), ("m_second", DeliveryStatus.DELIVERED)]
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("messaging-read-basic.json", "read receipt names no message ids (watermark only)"),
+    ("messaging-postback-basic.json", "postback event is not a message"),
+    ("messaging-reaction-1.json", "reaction event is not a message"),
+    ("messaging-referral-basic.json", "referral event is not a message"),
 ])
-def test_messenger_receipts_postbacks_and_reactions_are_skipped(name: str) -> None:
-    assert FacebookAdapter().parse(recorded(f"{MESSENGER}/{name}")) == []
+def test_read_watermarks_postbacks_reactions_and_referrals_are_skipped(name: str, reason: str) -> None:
+    adapter = FacebookAdapter()
+
+    assert adapter.parse(recorded(f"{MESSENGER}/{name}")) == []
+    assert adapter.skipped == [("entry[0].messaging[0]", reason)]
+
+
+def test_delivery_without_mids_is_skipped() -> None:
+    body = json.loads(recorded(f"{MESSENGER}/messaging-delivery-basic.json"))
+    del body["entry"][0]["messaging"][0]["delivery"]["mids"]  # derived: a watermark-only delivery
+    adapter = FacebookAdapter()
+
+    assert adapter.parse(body) == []
+    assert adapter.skipped == [("entry[0].messaging[0]", "delivery receipt names no message ids (watermark only)")]
+
+
+M1, M2 = "mid.1457764197618:41d102a3e1ae206a38", "mid.1458696618141:b4ef9d19ec21086067"
+USER = "987654321432"
+K = EventKind
+# Every recorded webhook with events: (file, kind, external id, author id, thread key, reply-to, text, direction).
+EVERY_EVENT = [
+    (f"{FEED}/feed-comment-add-211.json", K.COMMENT, "901097836652708_903438993085259", PAGE,
+     "1234567890321_901097836652708", "1234567890321_901097836652708", "and the next one", Direction.OUTBOUND),
+    (f"{FEED}/feed-comment-add-25.json", K.COMMENT, "901097836652708_903438993085259", PAGE,
+     "1234567890321_901097836652708", "1234567890321_901097836652708", "and the next one", Direction.OUTBOUND),
+    (f"{FEED}/feed-comment-add-with-photo.json", K.COMMENT, "901097836652708_903438993085259", PAGE,
+     "1234567890321_901097836652708", "1234567890321_901097836652708", "and the next one", Direction.OUTBOUND),
+    (f"{FEED}/feed-comment-edited-25.json", K.EDIT, "900728623356296_900744590021366", PAGE,
+     "1234567890321_900728623356296", "1234567890321_900728623356296", "Let's see the Webhooks in action :D",
+     Direction.OUTBOUND),
+    (f"{FEED}/feed-comment-remove-25.json", K.DELETE, "905578656204626_905579239537901", PAGE,
+     "1234567890321_905578656204626", "1234567890321_905578656204626", "", Direction.OUTBOUND),
+    (f"{FEED}/feed-post-add-25.json", K.POST, "1234567890321_7293787835232", "8423678347823",
+     "1234567890321_7293787835232", "", "Let's check this", Direction.INBOUND),
+    (f"{FEED}/feed-status-add-25.json", K.POST, "1234567890321_930145403745849", PAGE,
+     "1234567890321_930145403745849", "", "This is just a short test message", Direction.OUTBOUND),
+    (f"{FEED}/mention-comment-add.json", K.MENTION, "7363534231324_3754798971271444", None,
+     "1234567890321_7363534231324", "1234567890321_7363534231324", "Just a test message", Direction.INBOUND),
+    (f"{FEED}/ratings-comment-add-25.json", K.COMMENT, "904801129604590_904802532937783", "705955836155788",
+     "904801129604590", "904801129604590", "", Direction.INBOUND),
+    (f"{FEED}/ratings-rating-add-25.json", K.POST, "904801129604590", "705955836155788", "904801129604590", "",
+     "Ja ziemlich coole Sache", Direction.INBOUND),
+    (f"{MESSENGER}/messaging-delivery-basic.json", K.STATUS, "mid.1458668856218:ed81099e15d3f4f233", None,
+     f"psid:{USER}", "", "", Direction.OUTBOUND),
+    (f"{MESSENGER}/messaging-message-basic-echo.json", K.DIRECT_MESSAGE, M1, None, f"psid:{USER}", "",
+     "hello, world!", Direction.OUTBOUND),
+    (f"{MESSENGER}/messaging-message-basic.json", K.DIRECT_MESSAGE, M1, USER, f"psid:{USER}", "", "hello, world!",
+     Direction.INBOUND),
+    (f"{MESSENGER}/messaging-message-edits.json", K.EDIT, M1, USER, f"psid:{USER}", "", "hello, world!",
+     Direction.INBOUND),
+    (f"{MESSENGER}/messaging-message-isdeleted.json", K.DELETE, "message_id", USER, f"psid:{USER}", "", "",
+     Direction.INBOUND),
+    (f"{MESSENGER}/messaging-message-media-attachment.json", K.DIRECT_MESSAGE, M2, USER, f"psid:{USER}", "", "",
+     Direction.INBOUND),
+    (f"{MESSENGER}/messaging-message-quickreply.json", K.DIRECT_MESSAGE, M2, USER, f"psid:{USER}", "",
+     "quick reply text", Direction.INBOUND),
+    (f"{MESSENGER}/messaging-message-reply-1.json", K.DIRECT_MESSAGE, M1, USER, f"psid:{USER}",
+     "very_long_id_representing_the_original_message", "hello, world!", Direction.INBOUND),
+    (f"{MESSENGER}/messaging-message-sticker.json", K.DIRECT_MESSAGE, "mid.12345654332:226a70a704", USER,
+     f"psid:{USER}", "", "", Direction.INBOUND),
+    (f"{MESSENGER}/standby-message-basic-echo.json", K.DIRECT_MESSAGE, M1, None, f"psid:{USER}", "", "hello, world!",
+     Direction.OUTBOUND),
+]
+SKIPPED_ONLY = [f"{FEED}/{n}" for n in ("feed-comment-hide.json", "feed-like-add-25.json",
+                                         "feed-reaction-add-comment.json", "feed-two-entries-25.json")] + [
+    f"{MESSENGER}/{n}" for n in ("messaging-postback-basic.json", "messaging-reaction-1.json",
+                                 "messaging-read-basic.json", "messaging-referral-basic.json")]
+
+
+@pytest.mark.parametrize(("path", "kind", "external_id", "author_id", "thread_key", "reply_to", "text", "direction"),
+                         EVERY_EVENT, ids=[row[0].rsplit("/", 1)[1] for row in EVERY_EVENT])
+def test_every_recorded_webhook_event(path: str, kind: EventKind, external_id: str, author_id: str | None,
+                                      thread_key: str, reply_to: str, text: str, direction: Direction) -> None:
+    event = parse_one(path)
+
+    assert (event.platform, event.kind, event.external_id) == ("facebook", kind, external_id)
+    assert (event.author.external_id if event.author else None) == author_id
+    assert event.author is None or event.author.handle == ""  # Facebook gives names, never handles
+    assert (event.thread_key, event.reply_to_id, event.text, event.direction) == (thread_key, reply_to, text, direction)
+
+
+def test_every_recorded_webhook_file_is_covered() -> None:
+    files = {str(p.relative_to(RECORDED)) for folder in (FEED, MESSENGER) for p in (RECORDED / folder).glob("*.json")}
+
+    assert files == {row[0] for row in EVERY_EVENT} | set(SKIPPED_ONLY)
+    for path in SKIPPED_ONLY:
+        adapter = FacebookAdapter()
+        assert adapter.parse(recorded(path)) == []
+        assert adapter.skipped
 
 
 def test_page_ids_beyond_2_pow_53_stay_exact() -> None:
@@ -222,47 +372,6 @@ def test_page_ids_beyond_2_pow_53_stay_exact() -> None:
     assert event.author.scope == "1152921504606846977"
 
 
-def test_polled_comment_page_without_ids_or_authors() -> None:
-    adapter = FacebookAdapter(external_id="19292868552")
-    events = adapter.parse(recorded("python-facebook/facebook_graph/page_post_comments_page1.json"))
-
-    assert len(events) == 10
-    assert all(e.problems() == [] for e in events)
-    first = events[0]
-    assert first.external_id == "10158407654328553_10158407835073553"
-    assert first.kind == EventKind.COMMENT
-    assert first.author is None
-    assert first.thread_key == "19292868552_10158407654328553"
-    assert first.reply_to_id == "19292868552_10158407654328553"
-    assert first.occurred_at == dt.datetime(2021, 8, 10, 18, 45, 3, tzinfo=UTC)
-    assert first.text == "Boa noite peço ajuda  Como faço para usar a minha página como meu perfil?"
-    assert first.direction == Direction.INBOUND
-    reply = events[5]
-    assert reply.external_id == "10158407654328553_10158409983033553"
-    assert reply.kind == EventKind.REPLY
-    assert reply.reply_to_id == "10158407654328553_10158407903973553"
-    assert reply.thread_key == "19292868552_10158407654328553"
-
-
-def test_polled_comment_with_all_fields() -> None:
-    adapter = FacebookAdapter(external_id="2121008874780932")
-    [event] = adapter.parse(recorded("python-facebook/facebook_graph/comment_full_fields.json"))
-
-    assert (event.external_id, event.kind) == ("2954961744718970_2966313500250461", EventKind.COMMENT)
-    assert (event.author.external_id, event.author.scope, event.author.display_name) == (
-        "2711636948859886", "2121008874780932", "Kun Liu")
-    assert event.thread_key == "2121008874780932_2954961744718970"
-    assert event.occurred_at == dt.datetime(2021, 7, 23, 8, 35, 18, tzinfo=UTC)
-    assert event.text == "My Nice Car "
-    assert event.attachments[0]["type"] == "photo"
-    assert event.attachments[0]["image_url"].startswith("https://scontent-gmp1-1.xx.fbcdn.net/")
-
-
-def test_polled_page_needs_the_page_id() -> None:
-    with pytest.raises(PayloadError, match="does not name its page"):
-        FacebookAdapter().parse(recorded("python-facebook/facebook_graph/page_post_comments_page1.json"))
-
-
 @pytest.mark.parametrize(("payload", "message"), [
     ({"object": "instagram", "entry": []}, 'expected "page"'),
     ({"object": "page"}, "no `entry` list"),
@@ -274,6 +383,19 @@ def test_polled_page_needs_the_page_id() -> None:
         "item": "comment", "verb": "add", "post_id": "1_2", "comment_id": "2_3"}}]}]}, "neither"),
     ({"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": 5}, "message": {"text": "x"}}]}]},
      "mid"),
+    ({"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "1"}, "recipient": {"id": "1"},
+                                                             "message": {"mid": "m_1"}}]}]}, "names no user id"),
+    ({"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "5"}, "message": "hi"}]}]},
+     r"messaging\[0\]\.message is not an object"),
+    ({"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "5"}, "timestamp": 1,
+                                                             "message": {"mid": "m_1", "text": 7}}]}]},
+     r"message\.text is not a string"),
+    ({"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "5"}, "delivery": {"mids": ["m_1"]}}]}]},
+     "no timestamp, watermark or entry.time"),
+    ({"object": "page", "entry": [{"id": "1", "changes": [{"field": "feed", "value": "comment"}]}]},
+     r"changes\[0\]\.value is not an object"),
+    ({"object": "page", "entry": [{"id": "1", "time": 1, "changes": [{"field": "ratings", "value": {
+        "item": "rating", "verb": "add", "reviewer_id": 5}}]}]}, "open_graph_story_id"),
     ({"hello": "world"}, "not a Facebook Page webhook"),
     (["x"], "must be a JSON object"),
     (b"\xff", "not valid JSON"),

@@ -213,3 +213,97 @@ def test_instance_is_required() -> None:
     with pytest.raises(PayloadError, match=r'config\["instance"\]'):
         MastodonAdapter().parse(recorded("mastodon_social/status_context.json"))
     assert MastodonAdapter(config={"instance": "https://Mastodon.Social/"}).instance == "mastodon.social"
+
+
+STREAM_USER = "117020617404561855"  # mastodonpy_test: the account whose user stream streaming_user.sse.txt is
+
+
+def stream_statuses() -> list[dict[str, Any]]:
+    """The JSON `data:` objects of the recorded stream, in order (notifications and statuses)."""
+    text = recorded("local_instance/streaming_user.sse.txt").decode()
+    return [json.loads(line[len("data: "):]) for line in text.splitlines() if line.startswith("data: {")]
+
+
+def test_remote_account_is_not_an_event_but_becomes_the_author_of_its_statuses() -> None:
+    account = json.loads(recorded("mastodon_social/account_remote.json"))
+    status = {**json.loads(recorded("mastodon_social/status_local_with_poll_edited.json")), "account": account}
+
+    with pytest.raises(PayloadError, match="neither a status"):
+        SOCIAL.parse(recorded("mastodon_social/account_remote.json"))
+    [event, _edit] = SOCIAL.parse(status)
+
+    assert (event.author.external_id, event.author.scope) == ("23972", "mastodon.social")
+    assert event.author.handle == "halcy@icosahedron.website"
+    assert event.author.display_name == "halcy\u200b :icosahedron:"
+    assert event.author.profile_url == "https://icosahedron.website/@halcy"
+    assert event.author.avatar_url.startswith("https://files.mastodon.social/cache/accounts/avatars/")
+
+
+def test_local_status_with_poll_and_edit() -> None:
+    events = SOCIAL.parse(recorded("mastodon_social/status_local_with_poll_edited.json"))
+
+    assert [(e.kind, e.occurred_at) for e in events] == [
+        (EventKind.MENTION, dt.datetime(2023, 5, 28, 11, 57, 0, 378000, tzinfo=UTC)),
+        (EventKind.EDIT, dt.datetime(2023, 5, 28, 12, 21, 32, 698000, tzinfo=UTC)),
+    ]
+    create = events[0]
+    assert create.external_id == create.thread_key == "110446183735368325"
+    assert (create.author.external_id, create.author.handle) == ("43", "halcy@mastodon.social")
+    assert create.reply_to_id == ""
+    assert create.text == "test?"
+    assert create.raw["poll"]["options"][1]["title"] == "edit polls"
+
+
+def test_edit_history_revisions_have_no_id_and_are_refused() -> None:
+    with pytest.raises(PayloadError, match=r"item\[0\] is neither a status"):
+        SOCIAL.parse(recorded("mastodon_social/status_edit_history.json"))
+
+
+def test_user_stream_as_seen_by_its_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    received = dt.datetime(2026, 8, 2, 5, 30, tzinfo=UTC)
+    monkeypatch.setattr(mastodon, "utc_now", lambda: received)
+    ours = MastodonAdapter(external_id=STREAM_USER, config={"instance": "localhost:3000"})
+
+    events = ours.parse(recorded("local_instance/streaming_user.sse.txt"))
+
+    assert [(e.kind, e.external_id, e.direction) for e in events] == [
+        (EventKind.POST, "117024236332527350", Direction.OUTBOUND),  # event: update (our own post)
+        (EventKind.MENTION, "117024236408130890", Direction.INBOUND),  # event: notification (admin mentions us)
+        (EventKind.DIRECT_MESSAGE, "117024236559579118", Direction.OUTBOUND),  # event: update (our DM)
+        (EventKind.DIRECT_MESSAGE, "117024236635443611", Direction.INBOUND),  # event: notification (the answer)
+        (EventKind.POST, "117024236332527350", Direction.OUTBOUND),  # event: status.update -> create + edit
+        (EventKind.EDIT, "117024236332527350", Direction.OUTBOUND),
+        (EventKind.DELETE, "117024236332527350", Direction.INBOUND),  # event: delete (bare id)
+    ]
+    post, mention, dm, answer, _, edit, delete = events
+    assert (post.text, post.thread_key, post.occurred_at) == (
+        "only real cars respond.", "117024236332527350", dt.datetime(2026, 8, 2, 5, 22, 17, 399000, tzinfo=UTC))
+    assert (mention.author.handle, mention.text) == ("admin@localhost:3000", "@mastodonpy_test beep beep I'm a jeep")
+    assert mention.thread_key == "117024236408130890"
+    assert (dm.text, dm.thread_key) == ("@mastodonpy_test_2 pssssst", "117024236559579118")
+    assert (answer.author.handle, answer.text) == ("mastodonpy_test_2@localhost:3000", "@mastodonpy_test pssssst!")
+    assert (answer.thread_key, answer.reply_to_id) == ("117024236559579118", "117024236559579118")
+    assert (edit.text, edit.occurred_at) == ("only real animals respond.",
+                                             dt.datetime(2026, 8, 2, 5, 22, 24, 192000, tzinfo=UTC))
+    assert (delete.occurred_at, delete.thread_key, delete.author) == (received, "", None)
+    assert all(e.problems() == [] for e in events)
+
+
+def test_stream_keeps_only_statuses_that_concern_the_account_and_skips_other_events() -> None:
+    someone_else = MastodonAdapter(external_id="1", config={"instance": "localhost:3000"})
+    body = recorded("local_instance/streaming_user.sse.txt").decode()
+    body += '\n\nevent: filters_changed\ndata: {}\n'  # a variant of the recording: an event we do not record
+
+    events = someone_else.parse(body)
+
+    assert [(e.kind, e.external_id) for e in events] == [
+        (EventKind.MENTION, "117024236408130890"), (EventKind.DIRECT_MESSAGE, "117024236635443611"),
+        (EventKind.DELETE, "117024236332527350"),
+    ]
+    assert [why for _, why in someone_else.skipped].count("neither by, mentioning nor answering this account") == 3
+    assert someone_else.skipped[-1] == ("stream[6] 'filters_changed'", "not a status, a mention or a delete")
+
+
+def test_stream_delete_without_an_id_is_refused() -> None:
+    with pytest.raises(PayloadError, match="not a status id"):
+        LOCAL.parse(b"event: delete\ndata: \n\n")

@@ -29,6 +29,87 @@ def parse_one(name: str) -> InboundEvent:
     return events[0]
 
 
+DM, POST, EDIT = EventKind.DIRECT_MESSAGE, EventKind.POST, EventKind.EDIT
+MARIO = ("456", "Bros", "Mario")
+MARIO_BROS = ("12345", "MarioBros", "Mario Bros")
+AT_2023 = dt.datetime(2023, 5, 25, 3, 17, 44, tzinfo=UTC)  # the 456:123 captures
+AT_2022 = dt.datetime(2022, 11, 16, 21, 26, 38, tzinfo=UTC)  # the 12345:123456 captures
+
+# Every recorded Update and what each of its events must be:
+# (kind, external id, (author id, handle, display name), thread key, reply-to, text, time).
+EXPECTED: dict[str, list[tuple]] = {
+    "text.json": [(DM, "12345678:123456", ("12345678", "MarioLovesPeach", "Mario Bros"), "chat:12345678", "",
+                   "aaaaaaaaaa", dt.datetime(2021, 9, 16, 19, 1, 44, tzinfo=UTC))],
+    "message.json": [(DM, "456:123", MARIO, "chat:456", "", "Ciao", AT_2023)],
+    "command.json": [(DM, "10081232:428640", ("10081232", "Lukasss93", "Luca Patera"), "chat:10081232", "",
+                      "/test", dt.datetime(2021, 9, 20, 22, 28, 48, tzinfo=UTC))],
+    "entities.json": [(DM, "321654:123", ("321654", "johndoe", "John Doe"), "chat:321654", "",
+                       "test bold underline \U0001f606\U0001f44d look here",
+                       dt.datetime(2023, 1, 5, 22, 6, 18, tzinfo=UTC))],
+    "message_forward_origin.json": [(DM, "456:123", MARIO, "chat:456", "", "Ciao", AT_2023)],
+    "business_message.json": [(DM, "456:123", MARIO, "chat:456", "", "Ciao", AT_2023)],
+    "channel_post.json": [(POST, "456:123", MARIO, "chat:456", "", "Ciao", AT_2023)],
+    "edited_message.json": [(EDIT, "999999999:23762", ("999999999", "super", "Mario"), "chat:999999999",
+                             "999999999:23758", "Editing this message",
+                             dt.datetime(2020, 3, 23, 17, 40, 45, tzinfo=UTC))],
+    "photo.json": [(DM, "11111111:456901", ("11111111", "Bros", "Mario"), "chat:11111111", "", "asdasdasdasdasdasd",
+                    dt.datetime(2021, 2, 28, 23, 35, 5, tzinfo=UTC))],
+    "document.json": [(DM, "456:123", MARIO, "chat:456", "", "", AT_2023)],
+    "voice.json": [(DM, "12345:123456", MARIO_BROS, "chat:12345", "", "", AT_2022)],
+    "sticker.json": [(DM, "12345:123456", MARIO_BROS, "chat:12345", "", "", AT_2022)],
+    "contact.json": [(DM, "12345:123456", MARIO_BROS, "chat:12345", "", "", AT_2022)],
+    "location.json": [(DM, "12345:123456", MARIO_BROS, "chat:12345", "", "", AT_2022)],
+    "callback_query.json": [],
+    "my_chat_member.json": [],
+    "pinned_message.json": [],
+}
+
+
+def test_the_table_covers_every_recorded_update() -> None:
+    assert {p.name for p in RECORDED.glob("*.json")} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_recorded_update_parses_to_the_expected_events(name: str) -> None:
+    adapter = TelegramAdapter()
+
+    events = adapter.parse(recorded(name))
+
+    assert [(e.kind, e.external_id, (e.author.external_id, e.author.handle, e.author.display_name), e.thread_key,
+             e.reply_to_id, e.text, e.occurred_at) for e in events] == EXPECTED[name]
+    for event in events:
+        assert event.problems() == []
+        assert (event.platform, event.author.platform, event.author.scope, event.direction) == (
+            "telegram", "telegram", "", Direction.INBOUND)
+    if not events:
+        assert len(adapter.skipped) == 1  # nothing disappears without a recorded reason
+
+
+def test_command_and_entities_keep_the_text_as_sent() -> None:
+    """Entities (UTF-16 offsets) and bot commands are formatting over the text; the text itself is unchanged."""
+    assert parse_one("command.json").text == "/test"
+    assert parse_one("entities.json").raw["entities"][2] == {"offset": 25, "length": 9, "type": "text_link",
+                                                              "url": "http://google.it/"}
+
+
+def test_forwarded_message_is_authored_by_the_forwarder() -> None:
+    event = parse_one("message_forward_origin.json")
+
+    assert (event.author.external_id, event.occurred_at) == ("456", dt.datetime(2023, 5, 25, 3, 17, 44, tzinfo=UTC))
+    assert event.raw["forward_origin"]["sender_user"]["id"] == 429000
+
+
+def test_skipped_updates_say_why() -> None:
+    adapter = TelegramAdapter()
+
+    for name in ("callback_query.json", "my_chat_member.json", "pinned_message.json"):
+        adapter.parse(recorded(name))
+
+    assert adapter.skipped == [("update", "update of kind callback_query is not a message"),
+                               ("update", "update of kind my_chat_member is not a message"),
+                               ("update.message", "service message (pinned_message)")]
+
+
 def test_private_text_message_is_a_dm() -> None:
     event = parse_one("text.json")
 

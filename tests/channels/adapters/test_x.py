@@ -132,6 +132,8 @@ def test_quote_of_ours_is_a_mention() -> None:
     [event] = XAdapter().parse(body)
 
     assert (event.kind, event.reply_to_id, event.thread_key) == (EventKind.MENTION, "", "1364398068313903104")
+    assert event.attachments == ({"type": "quote", "tweet_id": "1364377404156772352",
+                                  "url": "https://x.com/i/web/status/1364377404156772352"},)
 
 
 def test_our_own_tweets_are_outbound() -> None:
@@ -210,7 +212,8 @@ def test_problem_document_raises_with_its_title() -> None:
     ({"data": "x"}, "must be a list or an object"),
     ({"data": [{"text": "no id"}]}, r"data\[0\]\.id is missing"),
     ({"data": [{"id": "1", "text": "x", "referenced_tweets": [{"id": "2"}]}]}, "malformed reference"),
-    ([{"id": "1"}], "must be a JSON object"),
+    (b'"just text"', "must be a JSON object"),
+    ([{"id": 1}], r"timeline\[0\] has no id_str"),  # a list is a v1.1 timeline: its tweets need id_str
     (b"{not json", "not valid JSON"),
 ])
 def test_malformed_payloads_raise(payload: object, message: str) -> None:
