@@ -19,13 +19,16 @@ class Customer(TimeStampedModel):
     tags = ArrayField(models.CharField(max_length=64), default=list, blank=True)
     notes = models.TextField(blank=True)
     merged_into = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from"
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from", db_index=False
     )
 
     class Meta:
         indexes = [
             models.Index(fields=["customer_number"], name="customer_number_idx", condition=~Q(customer_number="")),
             models.Index(fields=["-updated_at", "-id"], name="customer_updated_idx"),
+            # Only tombstones point anywhere; live customers (nearly all rows) stay out of this index.
+            models.Index(fields=["merged_into"], name="customer_merged_into_idx",
+                         condition=Q(merged_into__isnull=False)),
         ]
 
     def __str__(self) -> str:

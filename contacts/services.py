@@ -10,15 +10,16 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from socialcrm.sql import clean_text, stage_rows
+from socialcrm.sql import stage_rows
 
 IdentityKey = tuple[str, str, str]  # (platform, scope, external_id)
 
 _FIELD_LIMITS = {"handle": 255, "display_name": 255, "avatar_url": 2048, "profile_url": 2048}
-# The staging table for identity batches; `customer_id` holds the identity id when refreshing profiles.
+# The staging table of an identity batch: one row per identity seen, with the name a new customer gets.
+_STAGE_TABLE = "ingest_identity_stage"
 _IDENTITY_COLUMNS = (
-    ("customer_id", "bigint"), ("platform", "text"), ("scope", "text"), ("external_id", "text"), ("handle", "text"),
-    ("display_name", "text"), ("avatar_url", "text"), ("profile_url", "text"), ("first_seen_at", "timestamptz"),
+    ("platform", "text"), ("scope", "text"), ("external_id", "text"), ("handle", "text"), ("display_name", "text"),
+    ("avatar_url", "text"), ("profile_url", "text"), ("customer_name", "text"), ("first_seen_at", "timestamptz"),
     ("last_seen_at", "timestamptz"), ("raw_profile", "jsonb"),
 )
 
@@ -80,109 +81,93 @@ def _profile_values(item: IdentitySeen) -> tuple[str, str, str, str]:
 def identities_resolve(*, seen: Sequence[IdentitySeen]) -> dict[IdentityKey, ResolvedIdentity]:
     """Upsert the identities seen in one batch; create a customer for each identity seen for the first time.
 
-    A fixed number of statements whatever the batch size: one lookup, one insert of new customers, one
-    insert of new identities, one update of changed profiles (and, only when a concurrent batch created
-    the same identity first, one more lookup and a clean-up of the customer made in vain).
+    A fixed number of statements whatever the batch size: the batch is staged once by COPY; one statement
+    finds the known identities and creates the new ones together with their customers; one more updates
+    the profiles that changed. Only when a concurrent batch created the same identity first are there two
+    more: a lookup of its rows and the removal of the customers made in vain.
     """
     if not seen:
         return {}
     merged = _merge_sightings(seen)
-    keys = list(merged)
+    now = timezone.now()
+    rows = []
+    for key, (item, first, last) in merged.items():
+        profile = _profile_values(item)
+        name = profile[1] or profile[0] or f"{key[0]} {key[2]}"[:255]
+        rows.append((*key, *profile, name, first, last, item.raw_profile or {}))
     result: dict[IdentityKey, ResolvedIdentity] = {}
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        existing = _lookup(cursor, keys)
-        new_keys = [k for k in keys if k not in existing]
-        if new_keys:
-            result.update(_create(cursor, new_keys, merged))
-        if existing:
-            _refresh_profiles(cursor, existing, merged)
-            for key, (identity_id, customer_id) in existing.items():
-                result[key] = ResolvedIdentity(identity_id, customer_id, created=False)
-    return result
-
-
-_KEY_COLUMNS = (("platform", "text"), ("scope", "text"), ("external_id", "text"))
-
-
-def _lookup(cursor: Any, keys: list[IdentityKey]) -> dict[IdentityKey, tuple[int, int]]:
-    stage_rows(cursor, "ingest_identity_key_stage", _KEY_COLUMNS, keys)
-    cursor.execute(
-        """
-        SELECT si.platform, si.scope, si.external_id, si.id, si.customer_id
-        FROM ingest_identity_key_stage k
-        JOIN contacts_socialidentity si USING (platform, scope, external_id)
-        """
-    )
-    return {(p, s, e): (iid, cid) for p, s, e, iid, cid in cursor.fetchall()}
-
-
-def _create(
-    cursor: Any, new_keys: list[IdentityKey], merged: dict[IdentityKey, tuple[IdentitySeen, dt.datetime, dt.datetime]]
-) -> dict[IdentityKey, ResolvedIdentity]:
-    now = timezone.now()
-    profiles = [_profile_values(merged[k][0]) for k in new_keys]
-    names = [
-        clean_text(p[1] or p[0] or f"{k[0]} {k[2]}"[:255]) for k, p in zip(new_keys, profiles, strict=True)
-    ]
-    # Customer ids are drawn from the sequence first, so each new identity knows its customer's id
-    # without relying on the order of RETURNING rows.
-    cursor.execute(
-        """
-        WITH src AS (
-            SELECT nextval(pg_get_serial_sequence('contacts_customer', 'id')) AS id, name, ord
-            FROM unnest(%s::text[]) WITH ORDINALITY AS t(name, ord)
-        ), ins AS (
-            INSERT INTO contacts_customer
-                (id, display_name, postal_address, language, customer_number, tags, notes, created_at, updated_at)
-            SELECT id, name, '', '', '', '{}', '', %s, %s FROM src
+        stage_rows(cursor, _STAGE_TABLE, _IDENTITY_COLUMNS, rows, analyze=True)
+        # Customer ids are drawn from the sequence for the new identities first (the CTE is evaluated once),
+        # so each identity row carries its customer's id. The foreign key is checked at commit.
+        cursor.execute(
+            f"""
+            WITH src AS (
+                SELECT v.*, si.id AS identity_id, si.customer_id
+                FROM {_STAGE_TABLE} v
+                LEFT JOIN contacts_socialidentity si USING (platform, scope, external_id)
+            ), fresh AS (
+                SELECT nextval(pg_get_serial_sequence('contacts_customer', 'id')) AS new_customer_id, src.*
+                FROM src WHERE identity_id IS NULL
+            ), customers AS (
+                INSERT INTO contacts_customer
+                    (id, display_name, postal_address, language, customer_number, tags, notes, created_at,
+                     updated_at)
+                SELECT new_customer_id, customer_name, '', '', '', '{{}}', '', %(now)s, %(now)s FROM fresh
+            ), created AS (
+                INSERT INTO contacts_socialidentity
+                    (customer_id, platform, scope, external_id, handle, display_name, avatar_url, profile_url,
+                     first_seen_at, last_seen_at, raw_profile)
+                SELECT new_customer_id, platform, scope, external_id, handle, display_name, avatar_url,
+                       profile_url, first_seen_at, last_seen_at, raw_profile
+                FROM fresh
+                ON CONFLICT (platform, scope, external_id) DO NOTHING
+                RETURNING platform, scope, external_id, id, customer_id
+            )
+            SELECT platform, scope, external_id, identity_id, customer_id, 'known' FROM src
+            WHERE identity_id IS NOT NULL
+            UNION ALL
+            SELECT platform, scope, external_id, id, customer_id, 'created' FROM created
+            UNION ALL
+            SELECT f.platform, f.scope, f.external_id, NULL, f.new_customer_id, 'lost' FROM fresh f
+            WHERE NOT EXISTS (SELECT 1 FROM created c WHERE (c.platform, c.scope, c.external_id)
+                                                           = (f.platform, f.scope, f.external_id))
+            """,
+            {"now": now},
         )
-        SELECT id FROM src ORDER BY ord
-        """,
-        [names, now, now],
-    )
-    customer_ids = [row[0] for row in cursor.fetchall()]
-    rows = [
-        (cid, *k, *profile, merged[k][1], merged[k][2], merged[k][0].raw_profile or {})
-        for k, cid, profile in zip(new_keys, customer_ids, profiles, strict=True)
-    ]
-    stage_rows(cursor, "ingest_identity_stage", _IDENTITY_COLUMNS, rows)
-    cursor.execute(
-        """
-        INSERT INTO contacts_socialidentity
-            (customer_id, platform, scope, external_id, handle, display_name, avatar_url, profile_url,
-             first_seen_at, last_seen_at, raw_profile)
-        SELECT customer_id, platform, scope, external_id, handle, display_name, avatar_url, profile_url,
-               first_seen_at, last_seen_at, raw_profile
-        FROM ingest_identity_stage
-        ON CONFLICT (platform, scope, external_id) DO NOTHING
-        RETURNING platform, scope, external_id, id, customer_id
-        """
-    )
-    result = {(p, s, e): ResolvedIdentity(iid, cid, created=True) for p, s, e, iid, cid in cursor.fetchall()}
-    lost = [k for k in new_keys if k not in result]
-    if lost:
-        # A concurrent batch inserted these identities first: use its rows, drop our unused customers.
-        for key, (iid, cid) in _lookup(cursor, lost).items():
-            result[key] = ResolvedIdentity(iid, cid, created=False)
-        lost_keys = set(lost)
-        unused = [cid for k, cid in zip(new_keys, customer_ids, strict=True) if k in lost_keys]
-        cursor.execute("DELETE FROM contacts_customer WHERE id = ANY(%s::bigint[])", [unused])
+        known: list[IdentityKey] = []
+        lost: dict[IdentityKey, int] = {}
+        for platform, scope, external_id, identity_id, customer_id, how in cursor.fetchall():
+            key = (platform, scope, external_id)
+            if how == "lost":
+                lost[key] = customer_id
+                continue
+            result[key] = ResolvedIdentity(identity_id, customer_id, created=how == "created")
+            if how == "known":
+                known.append(key)
+        if lost:
+            # A concurrent batch inserted these identities first: use its rows, drop our unused customers.
+            cursor.execute(
+                """
+                SELECT platform, scope, external_id, id, customer_id FROM contacts_socialidentity
+                WHERE (platform, scope, external_id) IN (
+                    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))
+                """,
+                [[k[0] for k in lost], [k[1] for k in lost], [k[2] for k in lost]],
+            )
+            for platform, scope, external_id, identity_id, customer_id in cursor.fetchall():
+                result[(platform, scope, external_id)] = ResolvedIdentity(identity_id, customer_id, created=False)
+            cursor.execute("DELETE FROM contacts_customer WHERE id = ANY(%s::bigint[])", [list(lost.values())])
+        if known:
+            _refresh_profiles(cursor)
     return result
 
 
-def _refresh_profiles(
-    cursor: Any,
-    existing: dict[IdentityKey, tuple[int, int]],
-    merged: dict[IdentityKey, tuple[IdentitySeen, dt.datetime, dt.datetime]],
-) -> None:
-    """Update handle, name, avatar and seen-times of known identities, writing only rows that change."""
-    rows = [
-        (iid, *k, *_profile_values(merged[k][0]), merged[k][1], merged[k][2], {})
-        for k, (iid, _cid) in existing.items()
-    ]
-    stage_rows(cursor, "ingest_identity_stage", _IDENTITY_COLUMNS, rows)
+def _refresh_profiles(cursor: Any) -> None:
+    """Update handle, name, avatar and seen-times of known identities from the staged batch, writing only
+    rows that change (the identities just created match their staged row and are left alone)."""
     cursor.execute(
-        """
+        f"""
         UPDATE contacts_socialidentity si SET
             handle = COALESCE(NULLIF(v.handle, ''), si.handle),
             display_name = COALESCE(NULLIF(v.display_name, ''), si.display_name),
@@ -190,8 +175,8 @@ def _refresh_profiles(
             profile_url = COALESCE(NULLIF(v.profile_url, ''), si.profile_url),
             first_seen_at = LEAST(si.first_seen_at, v.first_seen_at),
             last_seen_at = GREATEST(si.last_seen_at, v.last_seen_at)
-        FROM ingest_identity_stage v
-        WHERE si.id = v.customer_id AND (
+        FROM {_STAGE_TABLE} v
+        WHERE (si.platform, si.scope, si.external_id) = (v.platform, v.scope, v.external_id) AND (
             (v.handle <> '' AND v.handle IS DISTINCT FROM si.handle)
             OR (v.display_name <> '' AND v.display_name IS DISTINCT FROM si.display_name)
             OR (v.avatar_url <> '' AND v.avatar_url IS DISTINCT FROM si.avatar_url)
