@@ -7,7 +7,9 @@ One batch is one transaction and a fixed number of statements whatever its size:
 2. `conversations.services.conversations_touch`: create the threads the batch opens, move the clocks of
    those it continues (at most 3);
 3. `conversations.services.interactions_record`: insert every interaction, merging edits, deletes and
-   re-deliveries by (channel account, external id) (1).
+   re-deliveries by (channel account, external id) (1);
+4. `conversations.services.interactions_apply_statuses`: move our replies forward by the platform's
+   delivery reports (1, only when the batch has any).
 
 Events are validated first; a malformed one is rejected with its reason and the rest are stored.
 Re-ingesting a batch changes nothing; edits and deletes that arrive before their create end in the same
@@ -24,7 +26,14 @@ from collections.abc import Iterable
 from django.db import transaction
 
 from contacts.services import IdentityKey, IdentitySeen, identities_resolve
-from conversations.services import InteractionRow, ThreadActivity, conversations_touch, interactions_record
+from conversations.services import (
+    InteractionRow,
+    StatusReport,
+    ThreadActivity,
+    conversations_touch,
+    interactions_apply_statuses,
+    interactions_record,
+)
 
 from .adapters.base import CREATE_KINDS, MAX_TEXT, Direction, EventKind, InboundEvent
 from .models import ChannelAccount
@@ -47,6 +56,7 @@ class IngestResult:
     unchanged: int
     identities_created: int
     rejected: tuple[Rejection, ...] = ()
+    statuses_applied: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -172,6 +182,9 @@ def ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
                     row.raw = dict(edit.raw)
             rows.append(row)
         recorded = interactions_record(channel_account_id=account.pk, rows=rows)
+        applied = interactions_apply_statuses(channel_account_id=account.pk, reports=[
+            StatusReport(e.external_id, str(e.status), e.text) for e in statuses
+        ])
 
     return IngestResult(
         received=len(received),
@@ -180,4 +193,5 @@ def ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
         unchanged=len(rows) - recorded.inserted - recorded.updated,
         identities_created=sum(1 for r in identities.values() if r.created),
         rejected=tuple(rejected),
+        statuses_applied=applied,
     )

@@ -13,12 +13,28 @@ import uuid
 from collections import defaultdict
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from contacts.models import SocialIdentity
+from conversations.models import Conversation, Interaction
+from socialcrm.errors import Conflict, NotFound, ServiceError
+
 from .adapters import adapter_class
-from .adapters.base import AdapterError, BaseAdapter, PayloadError, PermanentError, RateLimited, TransientError
+from .adapters.base import (
+    AdapterError,
+    Author,
+    BaseAdapter,
+    OutboundMessage,
+    OutcomeUnknown,
+    PayloadError,
+    PermanentError,
+    RateLimited,
+    SendResult,
+    TransientError,
+)
 from .ingest import ingest
 from .models import ChannelAccount, WebhookDelivery
 
@@ -159,6 +175,36 @@ def _pollable(platform: str) -> bool:
         return False
 
 
+# Deliveries stored within this many seconds of each other share one drain task.
+DRAIN_WINDOW = 1
+
+
+def delivery_store(*, account_id: int, body: bytes, headers: dict[str, str]) -> int:
+    """Store a verified webhook body exactly as received, then ask for a drain after commit; its id."""
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.create(
+            channel_account_id=account_id, received_at=timezone.now(), headers=headers, body=body
+        )
+        transaction.on_commit(_schedule_drain)
+    return delivery.pk
+
+
+def _schedule_drain() -> None:
+    """Enqueue one drain per window instead of one task per webhook.
+
+    The first delivery of a window enqueues `process_deliveries` to run when the window closes, so every
+    delivery committed inside the window is in the database when the drain reads it. If Redis is down the
+    delivery is still stored, and the beat sweeper drains it within a minute.
+    """
+    from .tasks import process_deliveries  # the task module imports this one
+
+    try:
+        if cache.add("channels:drain-scheduled", 1, timeout=DRAIN_WINDOW):
+            process_deliveries.apply_async(countdown=DRAIN_WINDOW)
+    except Exception:  # the broker or cache being down must not fail a stored webhook
+        logger.exception("could not schedule a delivery drain; the sweeper will pick it up")
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class DrainOutcome:
     processed: int = 0
@@ -211,3 +257,240 @@ def deliveries_process(*, limit: int = DELIVERY_BATCH) -> DrainOutcome:
             state=WebhookDelivery.State.PROCESSED, processed_at=now, last_error=""
         )
     return DrainOutcome(processed=processed, failed=failed, retried=retried)
+
+
+# A send that has been "sending" this long was cut off (a worker died mid-request): its outcome is unknown.
+SEND_STALE_AFTER = dt.timedelta(minutes=5)
+
+
+def reply_queue(*, conversation: Conversation, text: str, actor=None, private: bool | None = None,
+                now: dt.datetime | None = None) -> Interaction:
+    """Queue an agent's reply in a conversation; it is sent by the `outbound` queue after commit.
+
+    The reply answers the conversation's newest inbound interaction, privately when that was a direct
+    message (unless `private` says otherwise). Refused with a clear error when the text is empty or too
+    long for the platform, the channel is disabled or cannot send, or the platform's private-reply window
+    (WhatsApp, Messenger: 24 hours after the customer's last message) has closed.
+    """
+    now = now or timezone.now()
+    text = (text or "").strip()
+    if not text:
+        raise ServiceError("A reply needs text.", code="reply_empty", field="text")
+    account = conversation.channel_account
+    if not account.enabled:
+        raise Conflict("The channel account is disabled.", code="channel_disabled")
+    try:
+        adapter = adapter_for(account)
+    except KeyError:
+        raise Conflict(f"{account.platform} cannot send replies.", code="channel_cannot_send") from None
+    limit = adapter.max_reply_length
+    if limit is not None and len(text) > limit:
+        raise ServiceError(f"A reply on {account.get_platform_display()} has at most {limit} characters; "
+                           f"this one has {len(text)}.", code="reply_too_long", field="text")
+    last_inbound = (
+        Interaction.objects.filter(conversation=conversation, direction=Interaction.Direction.INBOUND,
+                                   is_stub=False)
+        .order_by("-occurred_at", "-id").only("external_id", "kind", "occurred_at").first()
+    )
+    if private is None:
+        private = last_inbound is not None and last_inbound.kind == Interaction.Kind.DIRECT_MESSAGE
+    window = adapter.private_reply_window
+    window_closed = last_inbound is None or (window is not None and last_inbound.occurred_at + window < now)
+    if private and window is not None and window_closed:
+        raise Conflict(
+            f"The customer last wrote more than {window.total_seconds() / 3600:g} hours ago; "
+            f"{account.get_platform_display()} allows a free-form reply only within that window.",
+            code="reply_window_closed",
+        )
+    key = uuid.uuid4()
+    with transaction.atomic():
+        reply = Interaction.objects.create(
+            channel_account=account, conversation=conversation, identity_id=conversation.identity_id,
+            direction=Interaction.Direction.OUTBOUND,
+            kind=Interaction.Kind.DIRECT_MESSAGE if private else Interaction.Kind.REPLY,
+            external_id=f"queued:{key}", text=text, occurred_at=now, received_at=now,
+            reply_to_external_id=last_inbound.external_id if last_inbound else "",
+            idempotency_key=key, delivery_state=Interaction.DeliveryState.QUEUED, sent_by=actor,
+        )
+        Conversation.objects.filter(pk=conversation.pk, first_response_at__isnull=True).update(first_response_at=now)
+        Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=now, updated_at=now)
+        transaction.on_commit(lambda: _enqueue_send(reply.pk))
+    return reply
+
+
+def _enqueue_send(interaction_id: int) -> None:
+    from .tasks import send_outbound  # the task module imports this one
+
+    send_outbound.delay(interaction_id)
+
+
+def _outbound_message(reply: Interaction) -> OutboundMessage:
+    identity = SocialIdentity.objects.filter(pk=reply.identity_id).first() if reply.identity_id else None
+    recipient = None
+    if identity is not None:
+        recipient = Author(platform=identity.platform, external_id=identity.external_id, scope=identity.scope,
+                           handle=identity.handle, display_name=identity.display_name)
+    return OutboundMessage(
+        idempotency_key=str(reply.idempotency_key), text=reply.text,
+        thread_key=reply.conversation.thread_key if reply.conversation_id else "",
+        reply_to_id=reply.reply_to_external_id, recipient=recipient,
+        private=reply.kind == Interaction.Kind.DIRECT_MESSAGE,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendOutcome:
+    interaction_id: int
+    state: str
+    external_id: str = ""
+    error: str = ""
+
+
+def reply_send(*, interaction_id: int, now: dt.datetime | None = None) -> SendOutcome:
+    """Send one queued reply; safe to run any number of times for the same reply.
+
+    The reply is claimed (queued -> sending) in its own short transaction, the platform is called outside
+    any transaction, and the result is stored in another. A send cut off before an answer (a timeout, a
+    worker killed mid-request) is never simply repeated: the adapter is asked whether the platform holds
+    the reply (`find_sent`; Mastodon answers a repeated Idempotency-Key with the first post), and if it
+    cannot tell the reply is left `unknown` for an agent to decide. Transient failures raise for the
+    task's retry with backoff; a permanent refusal marks the reply failed with the platform's reason.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        reply = (
+            Interaction.objects.select_for_update(of=("self",)).select_related("channel_account", "conversation")
+            .filter(pk=interaction_id, direction=Interaction.Direction.OUTBOUND).first()
+        )
+        if reply is None or reply.idempotency_key is None:
+            return SendOutcome(interaction_id, "gone")
+        state = reply.delivery_state
+        stale = reply.send_started_at is not None and reply.send_started_at + SEND_STALE_AFTER < now
+        if state == Interaction.DeliveryState.QUEUED:
+            ambiguous = False
+        elif state == Interaction.DeliveryState.UNKNOWN or (state == Interaction.DeliveryState.SENDING and stale):
+            ambiguous = True
+        else:  # sending right now elsewhere, or already settled
+            return SendOutcome(interaction_id, state, reply.external_id)
+        reply.delivery_state = Interaction.DeliveryState.SENDING
+        reply.send_attempts += 1
+        reply.send_started_at = now
+        reply.save(update_fields=["delivery_state", "send_attempts", "send_started_at"])
+    account = reply.channel_account
+    adapter = adapter_for(account)
+    message = _outbound_message(reply)
+    try:
+        if ambiguous and adapter.find_sent_within is not None and reply.received_at + adapter.find_sent_within < now:
+            raise OutcomeUnknown(f"{account.platform}: too long since the first attempt to look the reply up "
+                                 "safely; an agent decides whether to send it again")
+        if ambiguous:
+            result = adapter.find_sent(message)
+            if result is None:  # the platform shows it was never posted: now it is safe to send
+                result = adapter.send(message)
+        else:
+            result = adapter.send(message)
+    except OutcomeUnknown as exc:
+        _reply_settle(reply.pk, state=Interaction.DeliveryState.UNKNOWN, error=str(exc))
+        raise
+    except RateLimited as exc:
+        _reply_settle(reply.pk, state=Interaction.DeliveryState.QUEUED, error=str(exc))
+        raise
+    except TransientError as exc:
+        _reply_settle(reply.pk, state=Interaction.DeliveryState.QUEUED, error=str(exc))
+        raise
+    except (PermanentError, AdapterError) as exc:
+        _reply_settle(reply.pk, state=Interaction.DeliveryState.FAILED, error=str(exc))
+        return SendOutcome(interaction_id, Interaction.DeliveryState.FAILED, error=str(exc))
+    except BaseException:
+        # Unknown failure after the request may have left: never resend blindly.
+        _reply_settle(reply.pk, state=Interaction.DeliveryState.UNKNOWN, error="unexpected error while sending")
+        raise
+    reply_mark_sent(interaction_id=reply.pk, result=result)
+    return SendOutcome(interaction_id, Interaction.DeliveryState.SENT, result.external_id)
+
+
+def _reply_settle(interaction_id: int, *, state: str, error: str) -> None:
+    Interaction.objects.filter(pk=interaction_id, delivery_state=Interaction.DeliveryState.SENDING).update(
+        delivery_state=state, send_error=error[:2000]
+    )
+
+
+def reply_mark_sent(*, interaction_id: int, result: SendResult) -> None:
+    """Store the platform's id for a sent reply, folding in its echo if the echo was ingested first.
+
+    The platform may deliver the echo of our reply (Messenger `is_echo`, our own tweet in the mentions
+    stream) before this runs; that row, which has no idempotency key, is merged into ours and removed, so
+    the reply is stored once. A delivery report that came with the echo is kept.
+    """
+    with transaction.atomic():
+        reply = Interaction.objects.select_for_update(of=("self",)).get(pk=interaction_id)
+        echo = (
+            Interaction.objects.select_for_update(of=("self",))
+            .filter(channel_account_id=reply.channel_account_id, external_id=result.external_id)
+            .exclude(pk=reply.pk).first()
+        )
+        state = Interaction.DeliveryState.SENT
+        raw = dict(result.raw)
+        if echo is not None:
+            if echo.idempotency_key is not None:
+                raise Conflict(f"platform id {result.external_id} already belongs to reply {echo.pk}",
+                               code="duplicate_external_id")
+            if echo.delivery_state in (Interaction.DeliveryState.DELIVERED, Interaction.DeliveryState.READ):
+                state = echo.delivery_state
+            raw = raw or dict(echo.raw)
+            echo.delete()
+        reply.external_id = result.external_id
+        reply.delivery_state = state
+        reply.send_error = ""
+        reply.raw = raw
+        reply.save(update_fields=["external_id", "delivery_state", "send_error", "raw"])
+
+
+def reply_retry(*, interaction_id: int) -> Interaction:
+    """An agent's decision to send a failed (or unknown) reply again; queues it and enqueues the send."""
+    with transaction.atomic():
+        reply = Interaction.objects.select_for_update(of=("self",)).filter(
+            pk=interaction_id, direction=Interaction.Direction.OUTBOUND, idempotency_key__isnull=False
+        ).first()
+        if reply is None:
+            raise NotFound("No such reply.", code="not_found")
+        if reply.delivery_state not in (Interaction.DeliveryState.FAILED, Interaction.DeliveryState.UNKNOWN):
+            raise Conflict(f"Only a failed reply can be retried; this one is {reply.delivery_state}.",
+                           code="reply_not_failed")
+        reply.delivery_state = Interaction.DeliveryState.QUEUED
+        reply.save(update_fields=["delivery_state"])
+        transaction.on_commit(lambda: _enqueue_send(reply.pk))
+    return reply
+
+
+def replies_stuck(*, now: dt.datetime | None = None) -> list[int]:
+    """Replies a lost task left queued, or a dead worker left sending: the sweeper re-drives them."""
+    now = now or timezone.now()
+    return list(
+        Interaction.objects.filter(
+            Q(delivery_state=Interaction.DeliveryState.QUEUED, received_at__lt=now - dt.timedelta(minutes=1))
+            | Q(delivery_state=Interaction.DeliveryState.SENDING, send_started_at__lt=now - SEND_STALE_AFTER)
+        ).values_list("pk", flat=True)[:500]
+    )
+
+
+def deliveries_replay(*, delivery_ids: list[int] | None = None, account_id: int | None = None,
+                      include_processed: bool = False) -> int:
+    """Put failed deliveries (or, with `include_processed`, processed ones too) back in the queue.
+
+    Replaying is always safe: ingest is idempotent, so a delivery processed twice stores nothing twice.
+    Returns how many were queued; a drain is enqueued after commit.
+    """
+    states = [WebhookDelivery.State.FAILED]
+    if include_processed:
+        states.append(WebhookDelivery.State.PROCESSED)
+    queryset = WebhookDelivery.objects.filter(state__in=states)
+    if delivery_ids is not None:
+        queryset = queryset.filter(pk__in=delivery_ids)
+    if account_id is not None:
+        queryset = queryset.filter(channel_account_id=account_id)
+    with transaction.atomic():
+        count = queryset.update(state=WebhookDelivery.State.PENDING, attempts=0, last_error="", processed_at=None)
+        if count:
+            transaction.on_commit(_schedule_drain)
+    return count

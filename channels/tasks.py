@@ -44,3 +44,23 @@ def process_deliveries() -> dict:
         total = {k: total[k] + getattr(outcome, k) for k in total}
         if outcome.processed + outcome.failed + outcome.retried < services.DELIVERY_BATCH:
             return total
+
+
+@shared_task(
+    name="channels.send_outbound", ignore_result=True, autoretry_for=(TransientError,), retry_backoff=5,
+    retry_backoff_max=600, retry_jitter=True, max_retries=8,
+)
+def send_outbound(interaction_id: int) -> dict:
+    """Send one queued reply. Idempotent: a settled reply is left alone; an ambiguous one is looked up first."""
+    outcome = services.reply_send(interaction_id=interaction_id)
+    logger.info("send_outbound %s: %s", interaction_id, outcome)
+    return {"state": outcome.state, "external_id": outcome.external_id, "error": outcome.error}
+
+
+@shared_task(name="channels.sweep_outbound", ignore_result=True)
+def sweep_outbound() -> int:
+    """Beat runs this: re-enqueue replies a lost task left queued or a dead worker left sending."""
+    ids = services.replies_stuck()
+    for interaction_id in ids:
+        send_outbound.delay(interaction_id)
+    return len(ids)

@@ -123,7 +123,8 @@ def _thread_row(conversation_id: int, t: ThreadActivity) -> tuple:
 
 
 def _advance_clocks(cursor: Any, now: dt.datetime, rows: list[tuple[ThreadRef, ThreadActivity]]) -> None:
-    stage_rows(cursor, "ingest_thread_stage", _THREAD_COLUMNS, [_thread_row(ref.conversation_id, t) for ref, t in rows])
+    stage_rows(cursor, "ingest_thread_stage", _THREAD_COLUMNS, [_thread_row(ref.conversation_id, t) for ref, t in rows],
+               analyze=True)
     cursor.execute(
         """
         UPDATE conversations_conversation c SET
@@ -257,3 +258,50 @@ def interactions_record(*, channel_account_id: int, rows: Sequence[InteractionRo
         flags = [row[0] for row in cursor.fetchall()]
     inserted = sum(flags)
     return RecordResult(inserted=inserted, updated=len(flags) - inserted)
+
+
+# Delivery states in the order a reply moves through them; a report never moves a reply backwards.
+# `failed` from the platform (an undeliverable WhatsApp message) overrides everything short of delivered.
+_STATE_RANK = {"": 0, "queued": 1, "sending": 2, "unknown": 2, "sent": 3, "failed": 4, "delivered": 5, "read": 6}
+
+
+def _rank_sql(column: str) -> str:
+    whens = " ".join(f"WHEN '{state}' THEN {rank}" for state, rank in _STATE_RANK.items())
+    return f"(CASE {column} {whens} ELSE 0 END)"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatusReport:
+    """A platform's report on one of our messages: `external_id` is the id the platform gave it."""
+
+    external_id: str
+    status: str
+    reason: str = ""
+
+
+def interactions_apply_statuses(*, channel_account_id: int, reports: Sequence[StatusReport]) -> int:
+    """Move our replies forward by the platform's delivery reports, in one statement; rows changed.
+
+    Reports about ids we do not hold (someone else's message, or one whose send has not been recorded yet)
+    change nothing. The furthest state wins whatever order the reports arrive in.
+    """
+    if not reports:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE conversations_interaction AS i
+            SET delivery_state = s.status,
+                send_error = CASE WHEN s.status = 'failed' THEN s.reason ELSE i.send_error END
+            FROM (
+                SELECT DISTINCT ON (external_id) external_id, status, reason
+                FROM unnest(%s::text[], %s::text[], %s::text[]) AS t(external_id, status, reason)
+                ORDER BY external_id, {_rank_sql("status")} DESC
+            ) AS s
+            WHERE i.channel_account_id = %s AND i.external_id = s.external_id AND i.direction = 'out'
+              AND {_rank_sql("s.status")} > {_rank_sql("i.delivery_state")}
+            """,
+            [[r.external_id for r in reports], [r.status for r in reports], [r.reason[:2000] for r in reports],
+             channel_account_id],
+        )
+        return cursor.rowcount

@@ -109,6 +109,10 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {"TITLE": "socialcrm API", "VERSION": "1.0.0"}
 
 # Celery: JSON only, late acks (every task is idempotent), one message prefetched at a time.
+# Largest webhook body accepted (an inbound e-mail with attachments is the biggest); larger is a 413.
+WEBHOOK_MAX_BODY = env.int("WEBHOOK_MAX_BODY", default=10 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY
+
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -129,12 +133,15 @@ CELERY_TASK_ROUTES = {
     "channels.sync_account": {"queue": "sync"},
     "channels.process_deliveries": {"queue": "ingest"},
     "channels.send_outbound": {"queue": "outbound"},
+    "channels.sweep_outbound": {"queue": "outbound"},
 }
 CELERY_BEAT_SCHEDULE = {
     # Fans out one sync_account task per due channel account.
     "sync-due-accounts": {"task": "channels.sync_due_accounts", "schedule": 30.0},
     # The sweeper: re-drives webhook deliveries a lost task left pending (the database is the queue of record).
     "sweep-deliveries": {"task": "channels.process_deliveries", "schedule": 60.0},
+    # Re-drives replies a lost task left queued or a dead worker left half-sent.
+    "sweep-outbound": {"task": "channels.sweep_outbound", "schedule": 60.0},
 }
 
 # How often a polled channel account is synced when nothing else is configured on it (seconds).
@@ -148,4 +155,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
+    # httpx logs every request URL at INFO; some platforms (Telegram) put the bot token in the path.
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }

@@ -2,8 +2,8 @@
 
 from django.contrib import admin
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
-from django.urls import path
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import include, path
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -13,7 +13,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+def ping(request: HttpRequest) -> HttpResponse:
+    """The cheapest answer the server can give: the baseline webhook and API benchmarks compare against."""
+    return HttpResponse(b"ok", content_type="text/plain")
+
+
 urlpatterns = [
+    path("ping/", ping, name="ping"),
     path("healthz/", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("webhooks/", include("channels.urls")),
 ]
