@@ -11,6 +11,8 @@ import orjson
 
 def clean_text(value: str) -> str:
     """Make a string storable in PostgreSQL: drop NUL characters, replace lone surrogates."""
+    if value.isascii():  # no surrogates possible; the common case costs no encoding
+        return value.replace("\x00", "") if "\x00" in value else value
     if "\x00" in value:
         value = value.replace("\x00", "")
     try:
@@ -53,7 +55,7 @@ def stage_rows(cursor: Any, table: str, columns: Sequence[tuple[str, str]], rows
     Batch writes stage their rows this way and then merge them with one INSERT ... SELECT or UPDATE ... FROM:
     COPY is the cheapest way into PostgreSQL (psycopg formats rows in C), far cheaper than adapting one
     array per column or parsing one JSON document. Two or three statements, however many rows. Strings are
-    cleaned with `clean_text`; dicts and lists are written as JSON (for jsonb columns).
+    in text columns are cleaned with `clean_text`; dicts and lists in jsonb columns are written as JSON.
 
     The table is emptied with DELETE, not TRUNCATE: it is already empty unless it was used earlier in the same
     transaction, and deleting nothing is free where TRUNCATE swaps the table's files every time.
@@ -62,12 +64,19 @@ def stage_rows(cursor: Any, table: str, columns: Sequence[tuple[str, str]], rows
     cursor.execute(
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({definition}) ON COMMIT DELETE ROWS; DELETE FROM {table}"
     )
+    texts = [i for i, (_, sql_type) in enumerate(columns) if sql_type == "text"]
+    documents = [i for i, (_, sql_type) in enumerate(columns) if sql_type == "jsonb"]
     with cursor.cursor.copy(f"COPY {table} ({', '.join(name for name, _ in columns)}) FROM STDIN") as copy:
+        write_row = copy.write_row
         for row in rows:
-            copy.write_row([
-                clean_text(v) if isinstance(v, str) else dumps_for_postgres(v) if isinstance(v, dict | list) else v
-                for v in row
-            ])
+            row = list(row)
+            for i in texts:
+                if row[i].__class__ is str:
+                    row[i] = clean_text(row[i])
+            for i in documents:
+                if isinstance(row[i], dict | list):
+                    row[i] = dumps_for_postgres(row[i])
+            write_row(row)
     if analyze:
         # Temporary tables are never auto-analyzed; without statistics the planner may join them to large
         # tables with sequential scans. Only stages that are joined need it; one merely inserted from does not.
