@@ -9,13 +9,14 @@ missing signature is refused and nothing is stored; an account without a webhook
 from __future__ import annotations
 
 import logging
+import time
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from .adapters.base import SignatureError, WebhookRequest
+from .adapters.base import BaseAdapter, SignatureError, WebhookRequest
 from .models import ChannelAccount
 from .services import adapter_for, delivery_store
 
@@ -23,6 +24,29 @@ logger = logging.getLogger(__name__)
 
 # Headers a delivery keeps for replay and audit; cookies and credentials are never stored.
 _DROPPED_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization"})
+
+
+# Enabled accounts this process has read recently, with their adapters: (expires, account, adapter).
+_recent: dict[tuple[str, int], tuple[float, ChannelAccount, BaseAdapter]] = {}
+
+
+def _account_and_adapter(platform: str, account_id: int) -> tuple[ChannelAccount, BaseAdapter] | None:
+    """The enabled account and its adapter, reused for WEBHOOK_ACCOUNT_CACHE_SECONDS (only found ones are kept)."""
+    key = (platform, account_id)
+    found = _recent.get(key)
+    if found is not None and found[0] > time.monotonic():
+        return found[1], found[2]
+    account = (
+        ChannelAccount.objects.filter(pk=account_id, platform=platform, enabled=True)
+        .only("id", "platform", "external_id", "config", "credentials", "webhook_secret").first()
+    )
+    if account is None:
+        _recent.pop(key, None)
+        return None
+    adapter = adapter_for(account)
+    if settings.WEBHOOK_ACCOUNT_CACHE_SECONDS > 0:
+        _recent[key] = (time.monotonic() + settings.WEBHOOK_ACCOUNT_CACHE_SECONDS, account, adapter)
+    return account, adapter
 
 
 def _error(status: int, code: str, detail: str) -> JsonResponse:
@@ -37,13 +61,10 @@ def _webhook_request(request: HttpRequest, body: bytes) -> WebhookRequest:
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def webhook(request: HttpRequest, platform: str, account_id: int) -> HttpResponse:
-    account = (
-        ChannelAccount.objects.filter(pk=account_id, platform=platform, enabled=True)
-        .only("id", "platform", "external_id", "config", "webhook_secret").first()
-    )
-    if account is None:
+    found = _account_and_adapter(platform, account_id)
+    if found is None:
         return _error(404, "unknown_channel", f"No enabled {platform} channel account {account_id}.")
-    adapter = adapter_for(account)
+    account, adapter = found
 
     if request.method == "GET":
         try:

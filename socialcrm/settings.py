@@ -74,7 +74,9 @@ DATABASES = {"default": env.db_url("DATABASE_URL")}
 if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
     raise environ.ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...)")
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A health check costs a round trip (SELECT 1) per request that uses the database; off, the first request on a
+# connection that went stale (a database restart) fails instead.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DJANGO_CONN_HEALTH_CHECKS", default=True)
 DATABASES["default"].setdefault("TEST", {})["NAME"] = env("DJANGO_TEST_DATABASE_NAME", default="test_socialcrm")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -108,11 +110,14 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {"TITLE": "socialcrm API", "VERSION": "1.0.0"}
 
-# Celery: JSON only, late acks (every task is idempotent), one message prefetched at a time.
 # Largest webhook body accepted (an inbound e-mail with attachments is the biggest); larger is a 413.
 WEBHOOK_MAX_BODY = env.int("WEBHOOK_MAX_BODY", default=10 * 1024 * 1024)
+# Seconds a web process reuses a channel account (and its decrypted secrets) for webhook intake: disabling an
+# account or rotating its webhook secret takes effect within this time. 0 reads it on every request.
+WEBHOOK_ACCOUNT_CACHE_SECONDS = env.float("WEBHOOK_ACCOUNT_CACHE_SECONDS", default=5.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY
 
+# Celery: JSON only, late acks (every task is idempotent), one message prefetched at a time.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -181,7 +181,8 @@ def test_x_crc_challenge_is_answered_with_the_hmac_of_the_token(client: Client) 
 
 
 @pytest.mark.django_db
-def test_unknown_disabled_or_mismatched_channel_is_404(client: Client) -> None:
+def test_unknown_disabled_or_mismatched_channel_is_404(client: Client, settings) -> None:
+    settings.WEBHOOK_ACCOUNT_CACHE_SECONDS = 0  # with reuse, disabling takes effect within that many seconds
     telegram = next(p for p in PLATFORMS if p.name == "telegram")
     account = _account(telegram)
     body = telegram.body()
