@@ -47,6 +47,8 @@ class Conversation(TimeStampedModel):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations",
         db_index=False,
     )
+    # When the current assignee was set (null while unassigned).
+    assigned_at = models.DateTimeField(null=True, blank=True)
     priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
     first_inbound_at = models.DateTimeField(null=True, blank=True)
     first_response_at = models.DateTimeField(null=True, blank=True)
@@ -163,3 +165,41 @@ class Interaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.external_id}"
+
+
+class ConversationTag(models.Model):
+    """A label on a conversation ("billing", "outage", ...); a conversation carries each tag at most once."""
+
+    # Indexed by the unique constraint, which leads with it.
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="tags", db_index=False)
+    name = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "name"], name="conversationtag_unique"),
+        ]
+        indexes = [models.Index(fields=["name"], name="conversationtag_name_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ConversationNote(models.Model):
+    """An internal note on a conversation, by an agent: never sent to the customer."""
+
+    # Indexed by conversationnote_idx, which leads with it.
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="notes", db_index=False)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False,
+    )
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(F("conversation"), F("created_at").desc(), F("id").desc(), name="conversationnote_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Note {self.pk} on conversation {self.conversation_id}"

@@ -1,10 +1,23 @@
-"""Reads of conversations and interactions."""
+"""Reads of conversations and interactions.
+
+The `*_for_user` selectors apply the visibility rule of `access.selectors`: a user restricted to some teams
+sees only the conversations, interactions and notes on their teams' channel accounts.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 
-from .models import Interaction
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
+
+from access.selectors import channel_scope_for_user
+from socialcrm.errors import NotFound
+
+from .models import Conversation, ConversationNote, ConversationTag, Interaction
+
+User = AbstractBaseUser | AnonymousUser
 
 # One LATERAL index scan per identity of the customer over (identity, occurred_at DESC, id DESC), then one
 # ORDER BY ... LIMIT over at most `limit` rows per identity: a merge of newest-first streams that costs the
@@ -16,6 +29,7 @@ CROSS JOIN LATERAL (
     SELECT * FROM conversations_interaction x
     WHERE x.identity_id = si.id AND NOT x.is_stub
       AND (%(before_at)s::timestamptz IS NULL OR (x.occurred_at, x.id) < (%(before_at)s, %(before_id)s))
+      AND (%(accounts)s::bigint[] IS NULL OR x.channel_account_id = ANY(%(accounts)s::bigint[]))
     ORDER BY x.occurred_at DESC, x.id DESC
     LIMIT %(limit)s
 ) i
@@ -26,16 +40,83 @@ LIMIT %(limit)s
 
 
 def customer_timeline(
-    *, customer_id: int, limit: int = 50, before: tuple[dt.datetime, int] | None = None
+    *, customer_id: int, limit: int = 50, before: tuple[dt.datetime, int] | None = None,
+    channel_account_ids: Collection[int] | None = None,
 ) -> list[Interaction]:
     """A customer's interactions across every channel and identity, newest first.
 
     `before` is the (occurred_at, id) of the last row of the previous page: keyset pagination, so a page
-    10,000 rows deep costs what the first page costs.
+    10,000 rows deep costs what the first page costs. `channel_account_ids`, when given, keeps only the
+    interactions on those accounts (what a user restricted to some teams may see).
     """
     before_at, before_id = before if before is not None else (None, 0)
+    accounts = sorted(channel_account_ids) if channel_account_ids is not None else None
     rows = Interaction.objects.raw(
         _TIMELINE_SQL,
-        {"customer_id": customer_id, "limit": limit, "before_at": before_at, "before_id": before_id},
+        {"customer_id": customer_id, "limit": limit, "before_at": before_at, "before_id": before_id,
+         "accounts": accounts},
     )
     return list(rows.prefetch_related("identity", "conversation__channel_account"))
+
+
+def identities_in_view_of_accounts(account_ids: frozenset[int]) -> Q:
+    """The condition on SocialIdentity for identities with a conversation on one of `account_ids`.
+
+    Registered with `contacts.api.selectors.register_identity_scope`: it decides which customers a user
+    restricted to those accounts sees.
+    """
+    return Q(Exists(Conversation.objects.filter(identity_id=OuterRef("pk"), channel_account_id__in=account_ids)))
+
+
+def conversation_list_for_user(*, user: User) -> QuerySet[Conversation]:
+    """Conversations on the channel accounts `user` may see, with their customer id and tags."""
+    queryset = Conversation.objects.annotate(customer_id=F("identity__customer_id")).prefetch_related(
+        Prefetch("tags", queryset=ConversationTag.objects.order_by("name"))
+    )
+    scope = channel_scope_for_user(user)
+    if not scope.unrestricted:
+        queryset = queryset.filter(channel_account_id__in=scope.account_ids)
+    return queryset
+
+
+def conversation_get_for_user(*, user: User, conversation_id: int) -> Conversation:
+    """A conversation `user` may see; NotFound (a 404) for any other id."""
+    conversation = conversation_list_for_user(user=user).filter(pk=conversation_id).first()
+    if conversation is None:
+        raise NotFound("No such conversation.", code="not_found")
+    return conversation
+
+
+def conversation_notes_for_user(*, user: User, conversation_id: int) -> QuerySet[ConversationNote]:
+    """The notes of a conversation `user` may see (NotFound otherwise)."""
+    scope = channel_scope_for_user(user)
+    conversations = Conversation.objects.filter(pk=conversation_id)
+    if not scope.unrestricted:
+        conversations = conversations.filter(channel_account_id__in=scope.account_ids)
+    if not conversations.exists():
+        raise NotFound("No such conversation.", code="not_found")
+    return ConversationNote.objects.filter(conversation_id=conversation_id)
+
+
+def interaction_list_for_user(*, user: User) -> QuerySet[Interaction]:
+    """Interactions on the channel accounts `user` may see (stubs left out), with their customer id.
+
+    The raw platform payload is not loaded: the API does not return it.
+    """
+    queryset = (
+        Interaction.objects.filter(is_stub=False)
+        .annotate(customer_id=F("identity__customer_id"))
+        .defer("raw")
+    )
+    scope = channel_scope_for_user(user)
+    if not scope.unrestricted:
+        queryset = queryset.filter(channel_account_id__in=scope.account_ids)
+    return queryset
+
+
+def interaction_get_for_user(*, user: User, interaction_id: int) -> Interaction:
+    """An interaction `user` may see; NotFound (a 404) for any other id."""
+    interaction = interaction_list_for_user(user=user).filter(pk=interaction_id).first()
+    if interaction is None:
+        raise NotFound("No such interaction.", code="not_found")
+    return interaction

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "access",
     "contacts",
     "conversations",
     "channels.apps.ChannelsConfig",
@@ -104,11 +105,45 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 
+# The REST API under /api/v1/ (socialcrm/api/): bearer tokens (access app) or the console's session, a scope
+# per request, keyset pagination, one error shape, a rate limit per token.
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "socialcrm.api.schema.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "access.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["access.permissions.HasScope"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "socialcrm.api.pagination.KeysetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_CLASSES": ["socialcrm.api.throttling.TokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"token": "1200/minute"},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "socialcrm.api.errors.exception_handler",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "socialcrm API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "socialcrm API",
+    "DESCRIPTION": (
+        "The REST API of socialcrm, version 1. Authenticate with `Authorization: Bearer <token>`; every "
+        "request needs a scope of the token (`read` for reads, `write` for writes, `admin` for channel "
+        "accounts and webhook deliveries). Lists are keyset-paginated: follow `next`. Errors have one shape: "
+        "`{code, detail, fields}`. Objects outside the caller's teams answer 404."
+    ),
+    "VERSION": "1.0.0",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "socialcrm.api.schema.strict_request_bodies",
+        "socialcrm.api.schema.integer_path_ids",
+    ],
+}
 
 # Largest webhook body accepted (an inbound e-mail with attachments is the biggest); larger is a 413.
 WEBHOOK_MAX_BODY = env.int("WEBHOOK_MAX_BODY", default=10 * 1024 * 1024)

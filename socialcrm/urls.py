@@ -4,6 +4,10 @@ from django.contrib import admin
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
+from django.views import defaults
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from socialcrm.api.errors import api_not_found, api_server_error
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -18,9 +22,29 @@ def ping(request: HttpRequest) -> HttpResponse:
     return HttpResponse(b"ok", content_type="text/plain")
 
 
+# Every app's API routes under one versioned root; each app's `api/urls.py` has its own namespace.
+api_v1 = [
+    path("", include("contacts.api.urls")),
+    path("", include("conversations.api.urls")),
+    path("", include("channels.api.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
 urlpatterns = [
     path("ping/", ping, name="ping"),
     path("healthz/", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("webhooks/", include("channels.urls")),
+    path("api/v1/", include(api_v1)),
 ]
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The API's error shape under /api/, Django's page elsewhere."""
+    return api_not_found(request, exception) or defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    """The API's error shape under /api/, Django's page elsewhere."""
+    return api_server_error(request) or defaults.server_error(request)

@@ -1,0 +1,71 @@
+"""Writes of the access app: creating and revoking API tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Iterable
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from socialcrm.errors import ServiceError
+
+from .models import ApiToken, Scope
+from .selectors import TOKEN_PREFIX, token_hash
+
+# last_used_at is written at most this often per token, so reads do not turn into writes.
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+
+
+def _clean_scopes(scopes: Iterable[str]) -> list[str]:
+    cleaned = sorted({s.strip() for s in scopes if s.strip()})
+    unknown = [s for s in cleaned if s not in Scope.values]
+    if unknown:
+        raise ServiceError(f"Unknown scope(s): {', '.join(unknown)}; known: {', '.join(Scope.values)}.",
+                           code="unknown_scope", field="scopes")
+    if not cleaned:
+        raise ServiceError("A token needs at least one scope.", code="no_scope", field="scopes")
+    return cleaned
+
+
+def api_token_create(
+    *, user: AbstractBaseUser, name: str, scopes: Iterable[str], expires_at: dt.datetime | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token for `user`; the stored row and the token itself, which exists nowhere else afterwards."""
+    cleaned = _clean_scopes(scopes)
+    name = (name or "").strip()
+    if not name:
+        raise ServiceError("A token needs a name.", code="name_required", field="name")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ServiceError("The expiry must be in the future.", code="expiry_in_past", field="expires_at")
+    for _ in range(3):  # a 48-bit prefix collides practically never; a retry covers it if it does
+        prefix = secrets.token_hex(6)
+        token = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+        try:
+            with transaction.atomic():
+                stored = ApiToken.objects.create(
+                    name=name[:100], user=user, prefix=prefix, token_hash=token_hash(token), scopes=cleaned,
+                    expires_at=expires_at,
+                )
+        except IntegrityError:
+            continue
+        return stored, token
+    raise RuntimeError("could not find a free token prefix")
+
+
+def api_token_revoke(*, token: ApiToken, now: dt.datetime | None = None) -> ApiToken:
+    """Refuse the token from now on (revoking twice keeps the first time)."""
+    now = now or timezone.now()
+    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now)
+    token.refresh_from_db(fields=["revoked_at"])
+    return token
+
+
+def api_token_touch(*, token: ApiToken, now: dt.datetime | None = None) -> None:
+    """Record that the token was used, at most once a minute (one UPDATE, no read)."""
+    now = now or timezone.now()
+    if token.last_used_at is None or token.last_used_at + LAST_USED_RESOLUTION < now:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now

@@ -1,0 +1,1 @@
+"""The contacts part of the REST API: customers and social identities."""

@@ -1,0 +1,133 @@
+"""Reads behind the contacts API, scoped to what the requesting user may see (see `access.selectors`).
+
+A restricted user sees a customer when one of its identities is *in view*, and then all of its identities.
+Whether an identity is in view depends on conversations, which live above this app: the apps above
+register an `IdentityScope` here (`register_identity_scope`), so contacts imports none of them. With no
+scope registered a restricted user sees no customer at all (closed, not open).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from access.selectors import ChannelScope, channel_scope_for_user
+from contacts.models import ContactPoint, Customer, SocialIdentity
+from socialcrm.errors import NotFound
+
+# Given the channel account ids a user may see, a condition on SocialIdentity rows that are in view.
+IdentityScope = Callable[[frozenset[int]], Q]
+_identity_scopes: list[IdentityScope] = []
+
+# How many merges deep a tombstone is followed to its survivor.
+MAX_MERGE_HOPS = 10
+
+User = AbstractBaseUser | AnonymousUser
+
+
+def register_identity_scope(scope: IdentityScope) -> None:
+    """Called by an app above contacts: `scope(account_ids)` says which identities those accounts show."""
+    if scope not in _identity_scopes:
+        _identity_scopes.append(scope)
+
+
+def identities_in_view(channel_scope: ChannelScope) -> Q | None:
+    """The condition on SocialIdentity for identities in view; None when everything is."""
+    if channel_scope.unrestricted:
+        return None
+    if not channel_scope.account_ids or not _identity_scopes:
+        return Q(pk__in=[])
+    condition = Q()
+    for scope in _identity_scopes:
+        condition |= scope(channel_scope.account_ids)
+    return condition
+
+
+def _customer_visible(in_view: Q, customer_ref: str) -> Exists:
+    return Exists(SocialIdentity.objects.filter(in_view, customer_id=OuterRef(customer_ref)))
+
+
+def customer_list_for_user(*, user: User, include_merged: bool = False,
+                           with_related: bool = True) -> QuerySet[Customer]:
+    """Customers `user` may see, with identities and contact points prefetched (unless not `with_related`).
+
+    Tombstones (merged-away customers) only with `include_merged`; a restricted user sees a tombstone
+    when they see the customer it was merged into.
+    """
+    queryset = Customer.objects.all()
+    if with_related:
+        queryset = queryset.prefetch_related("identities", "contact_points")
+    in_view = identities_in_view(channel_scope_for_user(user))
+    if not include_merged:
+        queryset = queryset.filter(merged_into__isnull=True)
+        if in_view is not None:
+            queryset = queryset.filter(_customer_visible(in_view, "pk"))
+    elif in_view is not None:
+        queryset = queryset.filter(_customer_visible(in_view, "pk") | _customer_visible(in_view, "merged_into_id"))
+    return queryset
+
+
+def customer_survivor_id(*, customer_id: int) -> int | None:
+    """The live customer a tombstone was (perhaps over several merges) merged into; None if not a tombstone."""
+    survivor = None
+    current = customer_id
+    for _ in range(MAX_MERGE_HOPS):
+        merged_into = Customer.objects.filter(pk=current).values_list("merged_into_id", flat=True).first()
+        if merged_into is None:
+            return survivor
+        survivor = current = merged_into
+    return survivor
+
+
+def customer_get_for_user(*, user: User, customer_id: int,
+                          with_related: bool = True) -> tuple[Customer | None, int | None]:
+    """(customer, None) for a live customer in view, or (None, survivor id) for a tombstone whose survivor
+    is in view. NotFound for anything else, including customers the user may not see."""
+    customer = customer_list_for_user(user=user, with_related=with_related).filter(pk=customer_id).first()
+    if customer is not None:
+        return customer, None
+    survivor_id = customer_survivor_id(customer_id=customer_id)
+    if survivor_id is not None and customer_list_for_user(user=user, with_related=False).filter(
+        pk=survivor_id
+    ).exists():
+        return None, survivor_id
+    raise NotFound("No such customer.", code="not_found")
+
+
+def identity_list_for_user(*, user: User) -> QuerySet[SocialIdentity]:
+    """Social identities `user` may see: all identities of the customers in view."""
+    queryset = SocialIdentity.objects.all()
+    in_view = identities_in_view(channel_scope_for_user(user))
+    if in_view is not None:
+        queryset = queryset.filter(_customer_visible(in_view, "customer_id"))
+    return queryset
+
+
+def customers_search(queryset: QuerySet[Customer], text: str) -> QuerySet[Customer]:
+    """Customers matching `text`, by any of:
+
+    - names (the customer's and its identities' display names): contains, case-insensitive;
+    - handles: contains, case-insensitive, a leading "@" ignored;
+    - e-mail addresses: contains, case-insensitive;
+    - phone numbers: the digits of `text` (leading zeros dropped, at least 4) end the stored E.164 number,
+      so "0170 1234567" finds "+491701234567";
+    - customer numbers and platform user ids: exact.
+    """
+    text = text.strip()
+    if not text:
+        return queryset
+    handle = text.lstrip("@") or text
+    identity = Q(display_name__icontains=text) | Q(handle__icontains=handle) | Q(external_id=text)
+    contact = Q(kind=ContactPoint.Kind.EMAIL, normalized__icontains=text.lower())
+    digits = re.sub(r"\D", "", text).lstrip("0")
+    if len(digits) >= 4 and not re.search(r"[^\d\s()+\-./]", text):
+        contact |= Q(kind=ContactPoint.Kind.PHONE, normalized__endswith=digits)
+    return queryset.filter(
+        Q(display_name__icontains=text)
+        | Q(customer_number=text)
+        | Exists(SocialIdentity.objects.filter(identity, customer_id=OuterRef("pk")))
+        | Exists(ContactPoint.objects.filter(contact, customer_id=OuterRef("pk")))
+    )
