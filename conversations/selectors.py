@@ -22,20 +22,29 @@ User = AbstractBaseUser | AnonymousUser
 # One LATERAL index scan per identity of the customer over (identity, occurred_at DESC, id DESC), then one
 # ORDER BY ... LIMIT over at most `limit` rows per identity: a merge of newest-first streams that costs the
 # same whether the customer's identities hold a hundred interactions or a hundred thousand. A plain
-# `identity_id IN (...) ORDER BY ...` has to read and sort every row of every identity instead.
-_TIMELINE_SQL = """
-SELECT i.* FROM contacts_socialidentity si
-CROSS JOIN LATERAL (
-    SELECT * FROM conversations_interaction x
-    WHERE x.identity_id = si.id AND NOT x.is_stub
-      AND (%(before_at)s::timestamptz IS NULL OR (x.occurred_at, x.id) < (%(before_at)s, %(before_id)s))
-      AND (%(accounts)s::bigint[] IS NULL OR x.channel_account_id = ANY(%(accounts)s::bigint[]))
+# `identity_id IN (...) ORDER BY ...` has to read and sort every row of every identity instead. Only the keys
+# travel through the merge; the page's rows are read once at the end, without the raw platform payload.
+_TIMELINE_COLUMNS = ", ".join(
+    f"i.{f.column}" for f in Interaction._meta.concrete_fields if f.name != "raw"
+)
+_TIMELINE_SQL = f"""
+SELECT {_TIMELINE_COLUMNS}
+FROM (
+    SELECT x.id, x.occurred_at FROM contacts_socialidentity si
+    CROSS JOIN LATERAL (
+        SELECT id, occurred_at FROM conversations_interaction x
+        WHERE x.identity_id = si.id AND NOT x.is_stub
+          AND (%(before_at)s::timestamptz IS NULL OR (x.occurred_at, x.id) < (%(before_at)s, %(before_id)s))
+          AND (%(accounts)s::bigint[] IS NULL OR x.channel_account_id = ANY(%(accounts)s::bigint[]))
+        ORDER BY x.occurred_at DESC, x.id DESC
+        LIMIT %(limit)s
+    ) x
+    WHERE si.customer_id = %(customer_id)s
     ORDER BY x.occurred_at DESC, x.id DESC
     LIMIT %(limit)s
-) i
-WHERE si.customer_id = %(customer_id)s
+) page
+JOIN conversations_interaction i ON i.id = page.id
 ORDER BY i.occurred_at DESC, i.id DESC
-LIMIT %(limit)s
 """
 
 
@@ -47,16 +56,16 @@ def customer_timeline(
 
     `before` is the (occurred_at, id) of the last row of the previous page: keyset pagination, so a page
     10,000 rows deep costs what the first page costs. `channel_account_ids`, when given, keeps only the
-    interactions on those accounts (what a user restricted to some teams may see).
+    interactions on those accounts (what a user restricted to some teams may see). One query: related rows
+    are not loaded, and `raw` is deferred (read on access).
     """
     before_at, before_id = before if before is not None else (None, 0)
     accounts = sorted(channel_account_ids) if channel_account_ids is not None else None
-    rows = Interaction.objects.raw(
+    return list(Interaction.objects.raw(
         _TIMELINE_SQL,
         {"customer_id": customer_id, "limit": limit, "before_at": before_at, "before_id": before_id,
          "accounts": accounts},
-    )
-    return list(rows.prefetch_related("identity", "conversation__channel_account"))
+    ))
 
 
 def identities_in_view_of_accounts(account_ids: frozenset[int]) -> Q:
