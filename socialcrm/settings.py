@@ -78,7 +78,11 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60
 # A health check costs a round trip (SELECT 1) per request that uses the database; off, the first request on a
 # connection that went stale (a database restart) fails instead.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DJANGO_CONN_HEALTH_CHECKS", default=True)
-DATABASES["default"].setdefault("TEST", {})["NAME"] = env("DJANGO_TEST_DATABASE_NAME", default="test_socialcrm")
+# The test database follows the database's name (test_socialcrm for socialcrm), so runs against different
+# databases never share one.
+DATABASES["default"].setdefault("TEST", {})["NAME"] = env(
+    "DJANGO_TEST_DATABASE_NAME", default=f"test_{DATABASES['default']['NAME']}"
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL")
