@@ -1,8 +1,11 @@
 """Customers (one profile per person) and the social identities that belong to them."""
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Func, Q, Value
+from django.db.models.functions import Lower, Right
 
 from socialcrm.models import TimeStampedModel
 
@@ -21,10 +24,15 @@ class Customer(TimeStampedModel):
     merged_into = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from", db_index=False
     )
+    # Blocking keys of duplicate suggestions (contacts.dedupe.name_keys): name tokens `n:...`, Kölner codes `k:...`.
+    # A database default too: ingest inserts customers with hand-written SQL that does not name this column.
+    dedupe_keys = ArrayField(models.CharField(max_length=64), default=list, blank=True,
+                             db_default=Value([], output_field=ArrayField(models.CharField(max_length=64))))
 
     class Meta:
         indexes = [
             models.Index(fields=["customer_number"], name="customer_number_idx", condition=~Q(customer_number="")),
+            GinIndex(fields=["dedupe_keys"], name="customer_dedupe_keys_idx"),
             models.Index(fields=["-updated_at", "-id"], name="customer_updated_idx"),
             # Only tombstones point anywhere; live customers (nearly all rows) stay out of this index.
             models.Index(fields=["merged_into"], name="customer_merged_into_idx",
@@ -59,7 +67,17 @@ class ContactPoint(TimeStampedModel):
         constraints = [
             models.UniqueConstraint(fields=["customer", "kind", "normalized"], name="contactpoint_unique_per_customer"),
         ]
-        indexes = [models.Index(fields=["kind", "normalized"], name="contactpoint_lookup_idx")]
+        indexes = [
+            models.Index(fields=["kind", "normalized"], name="contactpoint_lookup_idx"),
+            # Duplicate blocking (contacts.dedupe): an e-mail's local part without +tag, a phone's last 8 digits.
+            models.Index(
+                Func(Func(F("normalized"), Value("@"), Value(1), function="split_part",
+                          output_field=models.TextField()),
+                     Value("+"), Value(1), function="split_part", output_field=models.TextField()),
+                name="contactpoint_email_local_idx", condition=Q(kind="email"),
+            ),
+            models.Index(Right("normalized", 8), name="contactpoint_phone_last8_idx", condition=Q(kind="phone")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.value}"
@@ -93,7 +111,94 @@ class SocialIdentity(models.Model):
         ]
         indexes = [
             models.Index(fields=["platform", "handle"], name="identity_handle_idx"),
+            # Duplicate blocking across platforms: contacts.dedupe.canonical_handle / HANDLE_KEY_SQL.
+            models.Index(
+                Func(Func(Func(Lower(Func(F("handle"), function="btrim")), Value("@"), function="ltrim"),
+                          Value("@"), Value(1), function="split_part", output_field=models.TextField()),
+                     Value("@._-"), Value(""), function="translate", output_field=models.TextField()),
+                name="identity_handle_key_idx", condition=~Q(handle=""),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.platform}:{self.handle or self.external_id}"
+
+
+class AuditLogIsAppendOnly(RuntimeError):
+    """Raised on any attempt to change or delete a recorded audit event."""
+
+
+class AuditEventQuerySet(models.QuerySet):
+    """Audit events are written once. The one change allowed is marking a merge as undone (`mark_undone`)."""
+
+    def update(self, **kwargs: object) -> int:
+        raise AuditLogIsAppendOnly("audit events cannot be updated")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AuditLogIsAppendOnly("audit events cannot be deleted")
+
+    def mark_undone(self, *, by: "AuditEvent") -> int:
+        """Point the not-yet-undone events of this queryset at the event that undid them; returns how many."""
+        return models.QuerySet.update(self.filter(undone_by__isnull=True), undone_by=by)
+
+
+class AuditEvent(models.Model):
+    """One entry of the append-only resolution log: who changed which customers, why, and exactly what moved.
+
+    `customer` is where things went (a merge's target, a link's or unlink's new owner); `source_customer` is
+    where they came from. An unmerge names the same pair as the merge it undoes. `moved` holds everything
+    needed to invert the event (identity and contact point ids, field values before and after); its layout
+    per kind is described in `contacts/merge.py`. Both customer references are plain ids in the database (no
+    constraint, no cascade), so the log outlives an erased customer.
+    """
+
+    class Kind(models.TextChoices):
+        MERGE = "merge", "Merge"
+        UNMERGE = "unmerge", "Unmerge"
+        LINK = "link", "Link identity"
+        UNLINK = "unlink", "Unlink identity"
+        AUTO_LINK = "auto_link", "Automatic link"
+        SUGGESTION_REJECTED = "suggestion_rejected", "Suggestion rejected"
+        ERASE = "erase", "Erasure"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    # A person, or (with no user) a rule or model version named by `actor_label`. The user is protected:
+    # deleting an agent must not rewrite the log (deactivate the account instead).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_label = models.CharField(max_length=255, blank=True)
+    reason = models.TextField(blank=True)
+    customer = models.ForeignKey(
+        Customer, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="audit_events"
+    )
+    source_customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False,
+        related_name="+",
+    )
+    moved = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Set once, on a merge, by the unmerge that undid it.
+    undone_by = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="undoes"
+    )
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["customer", "-created_at"], name="auditevent_customer_idx"),
+            models.Index(fields=["source_customer", "-created_at"], name="auditevent_source_idx",
+                         condition=Q(source_customer__isnull=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} (customer {self.customer_id})"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise AuditLogIsAppendOnly("audit events cannot be updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise AuditLogIsAppendOnly("audit events cannot be deleted")

@@ -12,6 +12,23 @@ from django.utils import timezone
 
 from socialcrm.sql import stage_rows
 
+# Merges, unmerges, links and unlinks live in `contacts.merge`, the survivor lookup in `contacts.selectors`;
+# they are part of this module's public names.
+from .merge import (
+    MergePreview,
+    customer_merge,
+    customer_merge_preview,
+    customer_unmerge,
+    identity_link,
+    identity_unlink,
+)
+from .selectors import customer_resolve
+
+__all__ = [
+    "IdentityKey", "IdentitySeen", "MergePreview", "ResolvedIdentity", "customer_merge", "customer_merge_preview",
+    "customer_resolve", "customer_unmerge", "identities_resolve", "identity_link", "identity_unlink",
+]
+
 IdentityKey = tuple[str, str, str]  # (platform, scope, external_id)
 
 _FIELD_LIMITS = {"handle": 255, "display_name": 255, "avatar_url": 2048, "profile_url": 2048}

@@ -156,6 +156,10 @@ WEBHOOK_MAX_BODY = env.int("WEBHOOK_MAX_BODY", default=10 * 1024 * 1024)
 WEBHOOK_ACCOUNT_CACHE_SECONDS = env.float("WEBHOOK_ACCOUNT_CACHE_SECONDS", default=5.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY
 
+# Duplicate suggestions (contacts.dedupe): link without a human when a strong identifier, agreeing names and no
+# contrary evidence say so. Off unless this deployment switches it on.
+DEDUPE_AUTO_LINK = env.bool("DEDUPE_AUTO_LINK", default=False)
+
 # Celery: JSON only, late acks (every task is idempotent), one message prefetched at a time.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
