@@ -1,9 +1,10 @@
 """A fake of the platforms' APIs on 127.0.0.1 for the end-to-end tests.
 
-One `ThreadingHTTPServer` on a free port answers like X API v2, the Facebook Graph API, the Telegram Bot API and
-Mastodon, from the recorded responses in channels/recorded/ (byte-for-byte copies of real answers), page by page,
-honouring the query parameters the adapters send, so that a second poll gets only what is newer, as it would from
-the platform. Channel accounts reach it through `config["api_base_url"]`.
+One `ThreadingHTTPServer` on a free port answers like X API v2, the Facebook and Instagram Graph API, the Telegram
+Bot API and Mastodon, from the recorded responses in channels/recorded/ (byte-for-byte copies of real answers), page
+by page, honouring the query parameters the adapters send, so that a second poll gets only what is newer, as it would
+from the platform. (Instagram's media edge is asked with nothing that says what the adapter already has, so it gets
+the same page again, from the fake as from Graph.) Channel accounts reach it through `config["api_base_url"]`.
 
 What each platform serves, and what is modelled because no recording holds it:
 
@@ -16,6 +17,13 @@ What each platform serves, and what is modelled because no recording holds it:
   post) and the page as author, named as the recorded conversation names it. Its conversation is the recorded
   conversation with the recorded message as its `messages` edge. `since` / `until`
   and `limit` are honoured on the feed, with a time-based `paging.next` when more posts are left.
+- Instagram (`FakeInstagram`): the Graph API of the Instagram account of the python-facebook recordings.
+  `GET /{ig-user-id}/media` serves its media newest first with their comments, honouring field expansion
+  (`fields`, with `.limit(n)` on edges), `limit`, the cursors `after` / `before` and `since` / `until`. No recorded
+  `/media` page exists: the recorded comments are served under the media they name, the account's own comment
+  gets its `from` from its recorded `user.id` and `username`, and the one recorded comment with an author id
+  (Meta's webhook test delivery, a reply) sits under its parent comment, of which only the id is recorded. The
+  media's times and types and that parent's time are chosen; the class docstring lists every such value.
 - Telegram (`FakeTelegram`): recorded Updates queued for one bot. The recordings come from different bots and
   several carry `update_id` 1, so the fake numbers them itself, as Telegram numbers a bot's updates. `getUpdates`
   honours `offset` (and forgets every update below it, as Telegram does once they are confirmed), `limit` and
@@ -32,6 +40,7 @@ waits), or act on the request and answer only after a delay (a send that times o
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
 import datetime as dt
@@ -125,11 +134,12 @@ class Rule:
 
 
 class FakePlatform:
-    """The fake platform server: X, Facebook Graph, Telegram and Mastodon on one port, with faults and a request log."""
+    """The fake platform server: X, Facebook and Instagram Graph, Telegram and Mastodon on one port, faults, a log."""
 
     def __init__(self) -> None:
         self.x = FakeX()
         self.graph = FakeGraph()
+        self.instagram = FakeInstagram()
         self.telegram = FakeTelegram()
         self.mastodon = FakeMastodon()
         self.requests: list[Seen] = []
@@ -182,7 +192,7 @@ class FakePlatform:
             if rule.answer is not None:
                 return rule.answer, rule.delay
         with self._lock:
-            for platform in (self.x, self.graph, self.telegram, self.mastodon):
+            for platform in (self.x, self.graph, self.instagram, self.telegram, self.mastodon):
                 answer = platform.handle(seen, self.url)
                 if answer is not None:
                     return answer, rule.delay if rule is not None else 0.0
@@ -368,6 +378,173 @@ class FakeGraph:
             query = urllib.parse.urlencode({"limit": limit, "until": oldest - 1, "__paging_token": "enc_AdAnext"})
             body["paging"] = {"next": f"{edge_url}?{query}"}
         return body
+
+
+# -- Instagram Graph API ------------------------------------------------------------------------------------------
+
+# A Graph field list: `name(.modifier(arg))*({sub-fields})?`, comma-separated (Graph API, "Field Expansion").
+_FIELD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_]+\([^(){},]*\))*)\s*")
+_MODIFIER = re.compile(r"\.([A-Za-z_]+)\(([^(){},]*)\)")
+Fields = dict[str, tuple[dict[str, str], "Fields | None"]]
+
+
+def graph_fields(spec: str) -> Fields:
+    """A `fields` parameter as {name: (modifiers, sub-fields or None)}; ValueError when it is not one."""
+    fields, end = _fields_from(spec, 0)
+    if end != len(spec):
+        raise ValueError(f"unexpected {spec[end:]!r}")
+    return fields
+
+
+def _fields_from(spec: str, at: int) -> tuple[Fields, int]:
+    fields: Fields = {}
+    while True:
+        found = _FIELD.match(spec, at)
+        if not found:
+            raise ValueError(f"no field name at {spec[at:]!r}")
+        name, modifiers, at = found.group(1), dict(_MODIFIER.findall(found.group(2))), found.end()
+        sub = None
+        if spec.startswith("{", at):
+            sub, at = _fields_from(spec, at + 1)
+            if not spec.startswith("}", at):
+                raise ValueError(f"unclosed {{ after {name!r}")
+            at += 1
+        fields[name] = (modifiers, sub)
+        if not spec.startswith(",", at):
+            return fields, at
+        at += 1
+
+
+def _cursor(object_id: str) -> str:
+    """An opaque paging cursor for an object, base64 as Graph's are."""
+    return base64.urlsafe_b64encode(f"cursor:{object_id}".encode()).decode().rstrip("=")
+
+
+class FakeInstagram:
+    """The Graph API of one Instagram professional account: its media (`GET /{ig-user-id}/media`) with their comments.
+
+    The account is the python-facebook recordings' (`17841406338772941`: the `user.id` of its own comment in
+    `comment_with_replies.json` and the `id` of `mentioned_comment.json`). No recorded `/media` page exists, so the
+    fake serves the recorded comments under the media they belong to, and answers like Graph would:
+
+    - `fields` is honoured by field expansion: each object gets `id` and the requested fields it has, edges
+      (`comments`, `replies`) honour `.limit(n)` and give their items only the requested sub-fields;
+    - the media edge is newest first, honours `limit` and the cursors `after` / `before` (with `paging.cursors`,
+      and `paging.next` while media are left), and `since` / `until` (epoch seconds) on the media's time when
+      given (Graph's time-based paging; the adapter does not send them today).
+
+    What is built around the recordings, because no recording holds it (chosen values are marked so):
+
+    - Media `17846368219941692` (the one `comment_with_replies.json` names and `media_comments_page1.json`'s
+      `paging.next` pages): its comments are the two of `media_comments_page1.json`, completed with the fields
+      `comments_by_id.json` recorded for the same comment ids, and the account's own comment of
+      `comment_with_replies.json` with its nested reply. That comment was recorded without `from`: it is completed
+      from its `user.id` and `username` (Graph's `from` is `{id, username}`). The other comments were recorded
+      without an author id, so they get no `from` (none is made up). The media's `timestamp` is chosen (just
+      before its oldest comment) and its `media_type` too (`IMAGE`).
+    - Media `76543987`: the comment of Meta's test delivery `restfb/instagram/wh-comments-2021.json` is the only
+      recorded Instagram comment with an author id (`from{id, username}`). It is a reply (`parent_id`
+      `987654321`), and Graph lists replies under their top-level comment's `replies`, so the media carries that
+      comment, of which only the id is recorded (time chosen, no text nor author), with the recorded reply
+      under it. The webhook value has no time: the reply's `timestamp` is the entry's `time`. The media's
+      `media_product_type` is recorded (`FEED`); its `timestamp` and `media_type` are chosen.
+    """
+
+    account_id = "17841406338772941"
+    token = "ig-page-access-token"
+    MEDIA_ID = "17846368219941692"
+    MEDIA_TIME = "2020-02-24T09:00:00+0000"  # chosen: before its oldest comment (2020-02-24T09:15:16)
+    PAGE = "python-facebook/instagram_graph/media_comments_page1.json"
+    REPLIED = "python-facebook/instagram_graph/comment_with_replies.json"
+    BY_ID = "python-facebook/instagram_graph/comments_by_id.json"
+    WEBHOOK = "restfb/instagram/wh-comments-2021.json"
+    SAMPLE_MEDIA_TIME = "2018-02-23T15:00:00+0000"  # chosen: before the comment below
+    SAMPLE_PARENT_TIME = "2018-02-23T15:10:00+0000"  # chosen: before the recorded reply (15:21:47)
+    MEDIA_TYPE = "IMAGE"  # chosen
+    PAGE_LIMIT = 100
+
+    def __init__(self) -> None:
+        by_id = recorded(self.BY_ID)
+        comments = [{**by_id.get(c["id"], {}), **c} for c in recorded(self.PAGE)["data"]]
+        own = recorded(self.REPLIED)
+        own = {**by_id.get(own["id"], {}), **own, "from": {"id": own["user"]["id"], "username": own["username"]}}
+        comments.append(own)
+        entry = recorded(self.WEBHOOK)["entry"][0]
+        reply = dict(entry["changes"][0]["value"])
+        reply["timestamp"] = dt.datetime.fromtimestamp(entry["time"], dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+        sample_media = reply["media"]
+        parent = {"id": reply["parent_id"], "timestamp": self.SAMPLE_PARENT_TIME, "replies": {"data": [reply]}}
+        self.media = sorted([
+            {"id": self.MEDIA_ID, "timestamp": self.MEDIA_TIME, "media_type": self.MEDIA_TYPE,
+             "comments": {"data": self._newest_first(comments)}},
+            {**sample_media, "timestamp": self.SAMPLE_MEDIA_TIME, "media_type": self.MEDIA_TYPE,
+             "comments": {"data": [parent]}},
+        ], key=lambda m: _graph_time(m["timestamp"]), reverse=True)
+
+    @staticmethod
+    def _newest_first(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(items, key=lambda c: _graph_time(c["timestamp"]), reverse=True)
+
+    def handle(self, seen: Seen, base_url: str) -> Answer | None:
+        found = re.fullmatch(r"/(v\d+\.\d+)/(\w+)/media", seen.path)
+        if seen.method != "GET" or not found:
+            return None
+        version, user = found.groups()
+        if _bearer(seen) != self.token:
+            return Answer(400, FakeGraph.error(190, "Invalid OAuth access token - Cannot parse access token"))
+        if user != self.account_id:
+            return Answer(400, FakeGraph.error(100, f"Unsupported get request. Object with ID '{user}' does not exist"))
+        try:
+            fields = graph_fields(seen.param("fields") or "id")
+        except ValueError as exc:
+            return Answer(400, FakeGraph.error(100, f"Syntax error in fields: {exc}"))
+        since = int(seen.param("since") or 0)
+        until = int(seen.param("until") or 2**62)
+        media = [m for m in self.media if since <= _graph_time(m["timestamp"]) <= until]
+        cursors = [_cursor(m["id"]) for m in media]
+        after, before = seen.param("after"), seen.param("before")
+        if (after and after not in cursors) or (before and before not in cursors):
+            return Answer(400, FakeGraph.error(100, "Invalid pagination cursor"))
+        start = cursors.index(after) + 1 if after else 0
+        end = cursors.index(before) if before else len(media)
+        limit = min(max(int(seen.param("limit") or 25), 1), self.PAGE_LIMIT)
+        page = media[start:end][:limit]
+        body: dict[str, Any] = {"data": [self._select(m, fields, f"{base_url}/{version}") for m in page]}
+        if page:
+            body["paging"] = {"cursors": {"before": _cursor(page[0]["id"]), "after": _cursor(page[-1]["id"])}}
+            if start + len(page) < end:
+                keep = {k: v[0] for k, v in seen.query.items() if k in ("fields", "since", "until")}
+                query = urllib.parse.urlencode({**keep, "limit": limit, "after": _cursor(page[-1]["id"])})
+                body["paging"]["next"] = f"{base_url}/{version}/{user}/media?{query}"
+        return Answer(200, body)
+
+    def _select(self, obj: dict[str, Any], fields: Fields, base: str) -> dict[str, Any]:
+        """Field expansion: `id`, then each requested field the object has (edges paged by their `.limit(n)`).
+
+        An edge with more items than its limit gets a `paging.next` to `/{id}/{edge}`, as Graph gives; the fake
+        does not serve that route (the adapter does not follow nested paging, and no recorded edge is that long).
+        """
+        out: dict[str, Any] = {"id": obj["id"]} if "id" in obj else {}
+        for name, (modifiers, sub) in fields.items():
+            if name not in obj:
+                continue
+            value = obj[name]
+            if isinstance(value, dict) and isinstance(value.get("data"), list):
+                limit = int(modifiers.get("limit") or 25)
+                items = value["data"][:limit]
+                edge: dict[str, Any] = {"data": [self._select(i, sub, base) if sub else {"id": i["id"]}
+                                                 for i in items]}
+                if items:
+                    after = _cursor(items[-1]["id"])
+                    edge["paging"] = {"cursors": {"before": _cursor(items[0]["id"]), "after": after}}
+                    if len(value["data"]) > limit:
+                        edge["paging"]["next"] = f"{base}/{obj['id']}/{name}?limit={limit}&after={after}"
+                out[name] = edge
+            elif isinstance(value, dict) and sub:
+                out[name] = self._select(value, sub, base)
+            else:
+                out[name] = copy.deepcopy(value)
+        return out
 
 
 # -- Telegram Bot API ---------------------------------------------------------------------------------------------
