@@ -11,7 +11,10 @@ One batch is one transaction and a fixed number of statements whatever its size:
 4. `conversations.services.interactions_apply_statuses`: move our replies forward by the platform's
    delivery reports (1, only when the batch has any).
 
-Events are validated first; a malformed one is rejected with its reason and the rest are stored.
+Events are validated first; a malformed one is rejected with its reason and the rest are stored. Then one
+query of the GDPR erasure ledger (`contacts.gdpr.erasures_lookup`, only when the batch has authors or threads)
+drops every event by an erased identity, or in an erased thread, that happened at or before the erasure: a
+late or replayed delivery re-creates nothing, while a newer message starts a fresh profile.
 Re-ingesting a batch changes nothing; edits and deletes that arrive before their create end in the same
 state as in-order delivery, and a late create never undoes a delete.
 """
@@ -25,6 +28,7 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
+from contacts.gdpr import erasures_lookup
 from contacts.services import IdentityKey, IdentitySeen, identities_resolve
 from conversations.services import (
     InteractionRow,
@@ -57,6 +61,8 @@ class IngestResult:
     identities_created: int
     rejected: tuple[Rejection, ...] = ()
     statuses_applied: int = 0
+    # Events of erased people from before their erasure (GDPR), dropped unstored.
+    erased: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -116,6 +122,27 @@ def _identity_key(event: InboundEvent) -> IdentityKey | None:
     return (author.platform or event.platform, author.scope, author.external_id)
 
 
+def _drop_erased(account: ChannelAccount, events: list[InboundEvent]) -> tuple[list[InboundEvent], int]:
+    """The events left after dropping those from before an erasure: by an erased identity, or without a
+    customer-side author (our own replies) in an erased person's thread. Other people's events in such a
+    thread are kept."""
+    keys = [k for k in map(_identity_key, events) if k is not None]
+    erasures = erasures_lookup(identity_keys=keys, channel_account_id=account.pk,
+                               thread_keys=[e.thread_key for e in events])
+    if not erasures:
+        return events, 0
+    kept = []
+    for event in events:
+        key = _identity_key(event)
+        erased_at = erasures.identities.get(key) if key is not None else None
+        thread_erased_at = erasures.threads.get(event.thread_key)
+        if (erased_at is not None and event.occurred_at <= erased_at) or (
+                key is None and thread_erased_at is not None and event.occurred_at <= thread_erased_at):
+            continue
+        kept.append(event)
+    return kept, len(events) - len(kept)
+
+
 def ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
     """Store one batch of inbound events for `account`. See the module docstring for the guarantees."""
     received = list(events)
@@ -123,6 +150,7 @@ def ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
     for r in rejected:
         logger.warning("ingest: rejected event %s on account %s: %s", r.external_id or f"#{r.index}", account.pk,
                        r.reason)
+    valid, erased = _drop_erased(account, valid)
 
     folds: dict[str, _Fold] = {}
     sightings: list[IdentitySeen] = []
@@ -194,4 +222,5 @@ def ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
         identities_created=sum(1 for r in identities.values() if r.created),
         rejected=tuple(rejected),
         statuses_applied=applied,
+        erased=erased,
     )

@@ -28,6 +28,9 @@ class Customer(TimeStampedModel):
     # A database default too: ingest inserts customers with hand-written SQL that does not name this column.
     dedupe_keys = ArrayField(models.CharField(max_length=64), default=list, blank=True,
                              db_default=Value([], output_field=ArrayField(models.CharField(max_length=64))))
+    # GDPR: a non-empty reason blocks erasure (`contacts.gdpr.customer_erase`) of this customer and of every
+    # customer merged into it. A database default too, for the same reason as `dedupe_keys`.
+    legal_hold_reason = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         indexes = [
@@ -141,6 +144,39 @@ class AuditEventQuerySet(models.QuerySet):
         """Point the not-yet-undone events of this queryset at the event that undid them; returns how many."""
         return models.QuerySet.update(self.filter(undone_by__isnull=True), undone_by=by)
 
+    def scrub_for_erasure(self) -> int:
+        """Replace the personal values held in `moved` of these events, keeping the event skeleton.
+
+        The one other change allowed, for a GDPR erasure only (`contacts.gdpr.customer_erase`): every string in
+        `moved` becomes `ERASED` (empty strings stay empty), except the merge `rules` and the field names under
+        `kept`, which name fields, not values; keys, ids, numbers and booleans stay, so the log still says
+        which rows moved when. Kind, actor, reason, customers and times are untouched. Returns how many events
+        were rewritten.
+        """
+        changed = 0
+        for pk, moved in self.values_list("pk", "moved"):
+            scrubbed = _scrub(moved)
+            if scrubbed != moved:
+                changed += models.QuerySet.update(self.model.objects.filter(pk=pk), moved=scrubbed)
+        return changed
+
+
+ERASED = "[erased]"
+_STRUCTURAL_KEYS = frozenset({"rules", "kept"})
+
+
+def _scrub(value: object, *, key: str = "") -> object:
+    """`value` with every non-empty string replaced by `ERASED`, except under the structural keys."""
+    if key in _STRUCTURAL_KEYS:
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub(v, key=k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, str):
+        return ERASED if value else value
+    return value
+
 
 class AuditEvent(models.Model):
     """One entry of the append-only resolution log: who changed which customers, why, and exactly what moved.
@@ -160,6 +196,7 @@ class AuditEvent(models.Model):
         AUTO_LINK = "auto_link", "Automatic link"
         SUGGESTION_REJECTED = "suggestion_rejected", "Suggestion rejected"
         ERASE = "erase", "Erasure"
+        EXPORT = "export", "Export"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     # A person, or (with no user) a rule or model version named by `actor_label`. The user is protected:
@@ -202,3 +239,30 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise AuditLogIsAppendOnly("audit events cannot be deleted")
+
+
+class ErasureLedger(models.Model):
+    """One erased key of a person: a keyed hash (never the value) and when it was erased.
+
+    Written by `contacts.gdpr.customer_erase`; read by ingest (`contacts.gdpr.erasures_lookup`), which drops
+    events of an erased identity (or our own replies in an erased thread) that happened at or before
+    `erased_at`, so a late webhook, a
+    retried delivery or a poll re-creates nothing. Rows are kept: an old replay must still find them.
+    """
+
+    class Kind(models.TextChoices):
+        IDENTITY = "identity", "Social identity"  # (platform, scope, external id)
+        EMAIL = "email", "E-mail"
+        PHONE = "phone", "Phone"
+        THREAD = "thread", "Conversation thread"  # (channel account id, thread key)
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # HMAC-SHA256, hex: see `contacts.gdpr.ledger_hash`.
+    key_hash = models.CharField(max_length=64)
+    erased_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["key_hash", "erased_at"], name="erasureledger_hash_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} erased at {self.erased_at:%Y-%m-%d %H:%M}"

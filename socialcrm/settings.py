@@ -160,6 +160,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY
 # contrary evidence say so. Off unless this deployment switches it on.
 DEDUPE_AUTO_LINK = env.bool("DEDUPE_AUTO_LINK", default=False)
 
+# Key of the GDPR erasure ledger's hashes (contacts.gdpr); empty: SECRET_KEY. Set a dedicated one in production:
+# rotating the key that hashed the ledger makes its entries unmatchable, and erased people could come back.
+GDPR_LEDGER_KEY = env("GDPR_LEDGER_KEY", default="")
+
 # Celery: JSON only, late acks (every task is idempotent), one message prefetched at a time.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
