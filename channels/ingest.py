@@ -30,6 +30,7 @@ from django.db import transaction
 
 from contacts.gdpr import erasures_lookup
 from contacts.services import IdentityKey, IdentitySeen, identities_resolve
+from contacts.tasks import score_new_customers
 from conversations.services import (
     InteractionRow,
     StatusReport,
@@ -43,6 +44,10 @@ from .adapters.base import CREATE_KINDS, MAX_TEXT, Direction, EventKind, Inbound
 from .models import ChannelAccount
 
 logger = logging.getLogger(__name__)
+
+# Batches that create customers within this window share one duplicate-scoring run.
+SCORING_WINDOW = 2.0
+_SCORING_KEY = "socialcrm:dedupe-scoring-due"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -143,6 +148,22 @@ def _drop_erased(account: ChannelAccount, events: list[InboundEvent]) -> tuple[l
     return kept, len(events) - len(kept)
 
 
+def _schedule_scoring() -> None:
+    """Enqueue one `contacts.score_new_customers` run per window for the customers this batch queued.
+
+    The first batch of a window takes it in Redis (SET NX) and enqueues the run for when it closes; later batches
+    in the window find it taken. If Redis or the broker is down the customers stay queued in the database and the
+    beat sweeper scores them within a minute.
+    """
+    from .services import _redis  # the services module imports this one
+
+    try:
+        if _redis().set(_SCORING_KEY, "1", nx=True, px=int(SCORING_WINDOW * 1000)):
+            score_new_customers.apply_async(countdown=SCORING_WINDOW)
+    except Exception:  # the broker or cache being down must not fail a stored batch
+        logger.exception("could not schedule duplicate scoring; the sweeper will pick it up")
+
+
 def ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
     """Store one batch of inbound events for `account`. See the module docstring for the guarantees."""
     received = list(events)
@@ -213,6 +234,8 @@ def ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
         applied = interactions_apply_statuses(channel_account_id=account.pk, reports=[
             StatusReport(e.external_id, str(e.status), e.text) for e in statuses
         ])
+        if any(r.created for r in identities.values()):
+            transaction.on_commit(_schedule_scoring)
 
     return IngestResult(
         received=len(received),

@@ -1,7 +1,12 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html_join
 
-from .models import AuditEvent, ContactPoint, Customer, SocialIdentity
+from socialcrm.errors import ServiceError
+
+from .models import AuditEvent, ContactPoint, Customer, DuplicateSuggestion, SocialIdentity
+from .suggestions import suggestion_accept, suggestion_reject
 
 
 class SocialIdentityInline(admin.TabularInline):
@@ -52,4 +57,59 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
+        return False
+
+
+@admin.register(DuplicateSuggestion)
+class DuplicateSuggestionAdmin(admin.ModelAdmin):
+    """The review queue, read-only: suggestions are written by the scorer and decided by the two actions."""
+
+    list_display = ["id", "customer_low", "customer_high", "score", "status", "model_version", "created_at"]
+    list_filter = ["status", "model_version"]
+    search_fields = ["=customer_low", "=customer_high"]
+    ordering = ["status", "-score"]
+    readonly_fields = ["customer_low", "customer_high", "score", "probability", "evidence", "model_version",
+                       "status", "created_at", "updated_at", "decided_at", "decided_by", "decided_by_label",
+                       "reason"]
+    fields = readonly_fields
+    actions = ["accept", "reject"]
+    show_full_result_count = False
+
+    @admin.display(description="Evidence (bits per field)")
+    def evidence(self, obj: DuplicateSuggestion) -> str:
+        return format_html_join(
+            "", "<div>{}: {} ({} bits) &mdash; {} | {}</div>",
+            ((e.get("field"), e.get("level"), e.get("bits"), e.get("left"), e.get("right"))
+             for e in obj.explanation or []),
+        )
+
+    @admin.action(description="Accept: merge into the older customer")
+    def accept(self, request: HttpRequest, queryset: QuerySet[DuplicateSuggestion]) -> None:
+        done = 0
+        for pk in queryset.filter(status=DuplicateSuggestion.Status.OPEN).values_list("pk", flat=True):
+            try:
+                suggestion_accept(suggestion=pk, actor=request.user)
+                done += 1
+            except ServiceError as exc:
+                self.message_user(request, f"Suggestion {pk}: {exc}", messages.WARNING)
+        self.message_user(request, f"{done} suggestion(s) accepted.")
+
+    @admin.action(description="Reject: never suggest these pairs again")
+    def reject(self, request: HttpRequest, queryset: QuerySet[DuplicateSuggestion]) -> None:
+        done = 0
+        for pk in queryset.filter(status=DuplicateSuggestion.Status.OPEN).values_list("pk", flat=True):
+            try:
+                suggestion_reject(suggestion=pk, actor=request.user, reason="rejected in the admin")
+                done += 1
+            except ServiceError as exc:
+                self.message_user(request, f"Suggestion {pk}: {exc}", messages.WARNING)
+        self.message_user(request, f"{done} suggestion(s) rejected.")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: DuplicateSuggestion | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: DuplicateSuggestion | None = None) -> bool:
         return False

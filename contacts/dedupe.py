@@ -970,15 +970,17 @@ def suggestions_rank(subject: Profile, candidates: Iterable[Profile], *, model: 
 
 def duplicate_suggestions_for_profile(profile: Profile, *, model: Model = DEFAULT_MODEL,
                                       co_present: Collection[int] = (), min_score: float | None = None,
-                                      auto_link: bool | None = None, limit: int = 20) -> list[Suggestion]:
+                                      auto_link: bool | None = None, limit: int = 20,
+                                      exclude: Collection[int] = ()) -> list[Suggestion]:
     """Ranked, explained duplicate suggestions for a customer or a new identity's data: two statements.
 
     `co_present` are customers seen in a group thread at the same time as the subject (the conversations layer
-    knows them); they count against.
+    knows them); they count against. `exclude` are customers never to be suggested (cannot-link constraints):
+    they are left out before ranking, so they neither appear nor stand in the way of an auto-link.
     """
     blocks = blocks_probe(profile)
-    exclude = [profile.customer_id] if profile.customer_id is not None else []
-    candidates = profiles_fetch(blocks.candidates(exclude=exclude))
+    excluded = [*exclude, profile.customer_id] if profile.customer_id is not None else list(exclude)
+    candidates = profiles_fetch(blocks.candidates(exclude=excluded))
     return suggestions_rank(profile, candidates.values(), model=model, tf=blocks.frequencies, co_present=co_present,
                             min_score=min_score, auto_link=auto_link)[:limit]
 

@@ -44,7 +44,15 @@ from django.utils.crypto import salted_hmac
 from socialcrm.errors import Conflict
 
 from .merge import Actor, _actor_fields
-from .models import AuditEvent, ContactPoint, Customer, ErasureLedger, SocialIdentity
+from .models import (
+    AuditEvent,
+    ContactPoint,
+    Customer,
+    DedupeOutbox,
+    DuplicateSuggestion,
+    ErasureLedger,
+    SocialIdentity,
+)
 from .selectors import customer_resolve
 
 logger = logging.getLogger(__name__)
@@ -298,6 +306,11 @@ def customer_erase(*, customer: Customer | int, actor: Actor, reason: str) -> Au
 
         counts["audit_events_scrubbed"] = _audit_events(customer_ids).scrub_for_erasure()
         counts["contact_points"] = ContactPoint.objects.filter(customer_id__in=customer_ids).delete()[0]
+        # Duplicate suggestions hold both profiles' values in their explanations; the outbox only ids.
+        counts["duplicate_suggestions"] = DuplicateSuggestion.objects.filter(
+            models.Q(customer_low__in=customer_ids) | models.Q(customer_high__in=customer_ids)
+        ).delete()[0]
+        DedupeOutbox.objects.filter(customer_id__in=customer_ids).delete()
         counts["identities"] = SocialIdentity.objects.filter(customer_id__in=customer_ids).delete()[0]
         Customer.objects.filter(pk__in=customer_ids).update(merged_into=None)
         counts["customers"] = Customer.objects.filter(pk__in=customer_ids).delete()[0]

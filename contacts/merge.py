@@ -514,6 +514,7 @@ def customer_merge(*, target: Customer | int, source: Customer | int, actor: Act
         )
     logger.info("merged customer %s into %s (event %s, %d identities)", source_id, target_id, event.pk,
                 len(identity_ids))
+    _suggestions_refresh([source_id, target_id])
     return event
 
 
@@ -627,7 +628,16 @@ def customer_unmerge(*, merge_event: AuditEvent | int, actor: Actor, reason: str
         )
         AuditEvent.objects.filter(pk=event_id).mark_undone(by=undo)
     logger.info("unmerged customer %s from %s (event %s undoes %s)", source_id, target_id, undo.pk, event_id)
+    _suggestions_refresh([source_id, target_id])
     return undo
+
+
+def _suggestions_refresh(customer_ids: list[int]) -> None:
+    """Close the open duplicate suggestions of customers whose profiles just changed and queue them for re-scoring
+    (two statements)."""
+    from .suggestions import suggestions_after_merge  # suggestions.py builds on this module
+
+    suggestions_after_merge(customer_ids=customer_ids)
 
 
 # --- identities ----------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import F, Func, Q, Value
-from django.db.models.functions import Lower, Right
+from django.db.models.functions import Lower, Now, Right
 
 from socialcrm.models import TimeStampedModel
 
@@ -266,3 +266,71 @@ class ErasureLedger(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} erased at {self.erased_at:%Y-%m-%d %H:%M}"
+
+
+class DedupeOutbox(models.Model):
+    """A customer waiting to be scored for duplicates (`contacts.suggestions.dedupe_outbox_drain`).
+
+    Filled by ingest (`contacts.services.identities_resolve`) for every customer it creates, and by the suggestion
+    services after a merge or unmerge. One row per customer; the drain locks rows with `FOR UPDATE SKIP LOCKED` and
+    deletes them once scored. The customer is a plain id (no constraint): a row of a customer gone since is dropped.
+    """
+
+    customer_id = models.BigIntegerField(unique=True)
+    enqueued_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        indexes = [models.Index(fields=["enqueued_at"], name="dedupeoutbox_enqueued_idx")]
+
+    def __str__(self) -> str:
+        return f"customer {self.customer_id} enqueued {self.enqueued_at:%Y-%m-%d %H:%M:%S}"
+
+
+class DuplicateSuggestion(models.Model):
+    """Two customers that may be one person, scored by `contacts.dedupe`, with the evidence field by field.
+
+    One row per pair (`customer_low` < `customer_high`, plain ids like the audit log's). An open suggestion is
+    re-scored while it stays open; accepted, rejected and auto-linked ones keep the score they were decided on. A
+    rejected pair is a cannot-link constraint: scoring never suggests or auto-links it again.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+        AUTO_LINKED = "auto_linked", "Auto-linked"
+
+    customer_low = models.BigIntegerField()
+    customer_high = models.BigIntegerField()
+    score = models.FloatField(help_text="Match weight in bits.")
+    probability = models.FloatField(default=0.0)
+    # [{"field", "level", "bits", "left", "right", "note"}, ...]: contacts.dedupe.FieldEvidence, in order.
+    explanation = models.JSONField(default=list)
+    model_version = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # The model version or rule that decided, when no person did (an auto-link).
+    decided_by_label = models.CharField(max_length=255, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer_low", "customer_high"], name="suggestion_unique_pair"),
+            models.CheckConstraint(condition=Q(customer_low__lt=F("customer_high")), name="suggestion_ordered_pair"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "-score"], name="suggestion_status_score_idx"),
+            models.Index(fields=["customer_high"], name="suggestion_high_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_low} ~ {self.customer_high} ({self.score:.1f} bits, {self.status})"
+
+    @property
+    def pair(self) -> tuple[int, int]:
+        return (self.customer_low, self.customer_high)

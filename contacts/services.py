@@ -12,6 +12,8 @@ from django.utils import timezone
 
 from socialcrm.sql import stage_rows
 
+from .dedupe import name_keys, name_tokens
+
 # Merges, unmerges, links and unlinks live in `contacts.merge`, the survivor lookup in `contacts.selectors`;
 # they are part of this module's public names.
 from .merge import (
@@ -37,7 +39,7 @@ _STAGE_TABLE = "ingest_identity_stage"
 _IDENTITY_COLUMNS = (
     ("platform", "text"), ("scope", "text"), ("external_id", "text"), ("handle", "text"), ("display_name", "text"),
     ("avatar_url", "text"), ("profile_url", "text"), ("customer_name", "text"), ("first_seen_at", "timestamptz"),
-    ("last_seen_at", "timestamptz"), ("raw_profile", "jsonb"),
+    ("last_seen_at", "timestamptz"), ("raw_profile", "jsonb"), ("dedupe_keys", "text[]"),
 )
 
 
@@ -99,9 +101,10 @@ def identities_resolve(*, seen: Sequence[IdentitySeen]) -> dict[IdentityKey, Res
     """Upsert the identities seen in one batch; create a customer for each identity seen for the first time.
 
     A fixed number of statements whatever the batch size: the batch is staged once by COPY; one statement
-    finds the known identities and creates the new ones together with their customers; one more updates
-    the profiles that changed. Only when a concurrent batch created the same identity first are there two
-    more: a lookup of its rows and the removal of the customers made in vain.
+    finds the known identities and creates the new ones together with their customers (with their duplicate
+    blocking keys, `Customer.dedupe_keys`) and queues each new customer for duplicate scoring (`DedupeOutbox`);
+    one more updates the profiles that changed. Only when a concurrent batch created the same identity first
+    are there two more: a lookup of its rows and the removal of the customers made in vain.
     """
     if not seen:
         return {}
@@ -111,7 +114,9 @@ def identities_resolve(*, seen: Sequence[IdentitySeen]) -> dict[IdentityKey, Res
     for key, (item, first, last) in merged.items():
         profile = _profile_values(item)
         name = profile[1] or profile[0] or f"{key[0]} {key[2]}"[:255]
-        rows.append((*key, *profile, name, first, last, item.raw_profile or {}))
+        # A new customer's blocking keys, as `customer_dedupe_keys_refresh` would compute them.
+        keys = name_keys([name_tokens(name), name_tokens(profile[1])])
+        rows.append((*key, *profile, name, first, last, item.raw_profile or {}, keys))
     result: dict[IdentityKey, ResolvedIdentity] = {}
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         stage_rows(cursor, _STAGE_TABLE, _IDENTITY_COLUMNS, rows, analyze=True)
@@ -129,8 +134,10 @@ def identities_resolve(*, seen: Sequence[IdentitySeen]) -> dict[IdentityKey, Res
             ), customers AS (
                 INSERT INTO contacts_customer
                     (id, display_name, postal_address, language, customer_number, tags, notes, created_at,
-                     updated_at)
-                SELECT new_customer_id, customer_name, '', '', '', '{{}}', '', %(now)s, %(now)s FROM fresh
+                     updated_at, dedupe_keys)
+                SELECT new_customer_id, customer_name, '', '', '', '{{}}', '', %(now)s, %(now)s,
+                       coalesce(dedupe_keys, '{{}}')::varchar(64)[]
+                FROM fresh
             ), created AS (
                 INSERT INTO contacts_socialidentity
                     (customer_id, platform, scope, external_id, handle, display_name, avatar_url, profile_url,
@@ -140,6 +147,11 @@ def identities_resolve(*, seen: Sequence[IdentitySeen]) -> dict[IdentityKey, Res
                 FROM fresh
                 ON CONFLICT (platform, scope, external_id) DO NOTHING
                 RETURNING platform, scope, external_id, id, customer_id
+            ), queued AS (
+                -- Only customers whose identity was inserted: those of a lost race are deleted below.
+                INSERT INTO contacts_dedupeoutbox (customer_id, enqueued_at)
+                SELECT customer_id, %(now)s FROM created
+                ON CONFLICT (customer_id) DO NOTHING
             )
             SELECT platform, scope, external_id, identity_id, customer_id, 'known' FROM src
             WHERE identity_id IS NOT NULL

@@ -186,6 +186,7 @@ CELERY_TASK_ROUTES = {
     "channels.process_deliveries": {"queue": "ingest"},
     "channels.send_outbound": {"queue": "outbound"},
     "channels.sweep_outbound": {"queue": "outbound"},
+    "contacts.score_new_customers": {"queue": "default"},
 }
 CELERY_BEAT_SCHEDULE = {
     # Fans out one sync_account task per due channel account.
@@ -194,6 +195,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-deliveries": {"task": "channels.process_deliveries", "schedule": 60.0},
     # Re-drives replies a lost task left queued or a dead worker left half-sent.
     "sweep-outbound": {"task": "channels.sweep_outbound", "schedule": 60.0},
+    # Scores customers left in the dedupe outbox (ingest enqueues a run per batch that created customers).
+    "score-new-customers": {"task": "contacts.score_new_customers", "schedule": 60.0},
 }
 
 # How often a polled channel account is synced when nothing else is configured on it (seconds).

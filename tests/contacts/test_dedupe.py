@@ -528,14 +528,15 @@ def test_canonical_handle_matches_the_indexed_sql_expression(db):
     assert in_sql == [dedupe.canonical_handle(h) for h in handles]
 
 
-def test_dedupe_keys_refresh_uses_identity_names_and_ingest_inserts_get_an_empty_array(db):
+def test_ingest_fills_the_dedupe_keys_the_refresh_would_compute(db):
     from contacts.services import IdentitySeen, identities_resolve
 
     resolved = identities_resolve(seen=[IdentitySeen(platform="x", scope="", external_id="1", handle="jm",
                                                      display_name="Jürgen Meyer", seen_at=timezone.now())])
     customer_id = next(iter(resolved.values())).customer_id
-    assert Customer.objects.get(pk=customer_id).dedupe_keys == []
+    assert Customer.objects.get(pk=customer_id).dedupe_keys == ["n:jurgen", "k:0746", "n:meyer", "k:67"]
 
+    Customer.objects.filter(pk=customer_id).update(dedupe_keys=[])
     changed = dedupe.customer_dedupe_keys_refresh(customer_ids=[customer_id])
     again = dedupe.customer_dedupe_keys_refresh(customer_ids=[customer_id])
 
