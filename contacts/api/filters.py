@@ -1,12 +1,12 @@
-"""Filters of the customers and social identities lists."""
+"""Filters of the customers, social identities and audit events lists."""
 
 from __future__ import annotations
 
 import django_filters
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from contacts.models import Customer, SocialIdentity
-from socialcrm.api.filters import BooleanFilter, DateTimeFilter, IdFilter
+from contacts.models import AuditEvent, Customer, SocialIdentity
+from socialcrm.api.filters import BooleanFilter, ChoiceFilter, DateTimeFilter, IdFilter
 
 from .selectors import customers_search
 
@@ -52,3 +52,18 @@ class SocialIdentityFilterSet(django_filters.FilterSet):
 
     def by_handle(self, queryset: QuerySet[SocialIdentity], name: str, value: str) -> QuerySet[SocialIdentity]:
         return queryset.filter(handle__iexact=value.lstrip("@"))
+
+
+class AuditEventFilterSet(django_filters.FilterSet):
+    customer_id = IdFilter(method="by_customer",
+                           help_text="Events with this customer on either side (target or source).")
+    kind = ChoiceFilter(choices=AuditEvent.Kind.choices, help_text="Only events of this kind.")
+    created_since = DateTimeFilter(field_name="created_at", lookup_expr="gte",
+                                   help_text="Written at or after this time (ISO 8601).")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["customer_id", "kind", "created_since"]
+
+    def by_customer(self, queryset: QuerySet[AuditEvent], name: str, value: int) -> QuerySet[AuditEvent]:
+        return queryset.filter(Q(customer_id=value) | Q(source_customer_id=value))

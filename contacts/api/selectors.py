@@ -15,7 +15,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from access.selectors import ChannelScope, channel_scope_for_user
-from contacts.models import ContactPoint, Customer, SocialIdentity
+from contacts.models import AuditEvent, ContactPoint, Customer, SocialIdentity
 from socialcrm.errors import NotFound
 
 # Given the channel account ids a user may see, a condition on SocialIdentity rows that are in view.
@@ -131,3 +131,41 @@ def customers_search(queryset: QuerySet[Customer], text: str) -> QuerySet[Custom
         | Exists(SocialIdentity.objects.filter(identity, customer_id=OuterRef("pk")))
         | Exists(ContactPoint.objects.filter(contact, customer_id=OuterRef("pk")))
     )
+
+
+def customer_in_view_or_404(*, user: User, customer_id: int, field: str | None = None) -> int:
+    """`customer_id` if `user` may see it (live, or a tombstone of a customer in view), else NotFound naming
+    `field` (the input it came from, if any). Tombstones pass: the services refuse them with a 409."""
+    if not customer_list_for_user(user=user, include_merged=True, with_related=False).filter(
+        pk=customer_id
+    ).exists():
+        raise NotFound("No such customer.", code="not_found", field=field)
+    return customer_id
+
+
+def identity_in_view_or_404(*, user: User, identity_id: int) -> int:
+    """`identity_id` if `user` may see that social identity, else NotFound."""
+    if not identity_list_for_user(user=user).filter(pk=identity_id).exists():
+        raise NotFound("No such social identity.", code="not_found")
+    return identity_id
+
+
+def audit_event_list_for_user(*, user: User) -> QuerySet[AuditEvent]:
+    """Audit events `user` may see: all for an unrestricted user; for a restricted one, the events whose
+    customer or source customer (live or tombstone) is in view. Events of erased customers are then gone."""
+    queryset = AuditEvent.objects.all()
+    if channel_scope_for_user(user).unrestricted:
+        return queryset
+    visible = customer_list_for_user(user=user, include_merged=True, with_related=False)
+    return queryset.filter(
+        Exists(visible.filter(pk=OuterRef("customer_id"))) | Exists(visible.filter(pk=OuterRef("source_customer_id")))
+    )
+
+
+def merge_event_get_for_user(*, user: User, event_id: int) -> AuditEvent:
+    """The merge audit event `event_id` if `user` sees its target customer; NotFound otherwise (also for an event
+    of another kind)."""
+    event = audit_event_list_for_user(user=user).filter(pk=event_id, kind=AuditEvent.Kind.MERGE).first()
+    if event is None:
+        raise NotFound("No such merge.", code="not_found")
+    return event

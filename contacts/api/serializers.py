@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from contacts.models import ContactPoint, Customer, SocialIdentity
-from socialcrm.api.serializers import InputSerializer, StrictCharField, TagField
+from contacts.merge import SCALAR_FIELDS, ContactPointOutcome, Rule
+from contacts.models import AuditEvent, ContactPoint, Customer, SocialIdentity
+from socialcrm.api.filters import MAX_ID
+from socialcrm.api.serializers import InputSerializer, StrictCharField, StrictIntegerField, TagField
 
 
 class ContactPointSerializer(serializers.ModelSerializer):
@@ -75,3 +79,131 @@ class CustomerCreateInputSerializer(InputSerializer):
 
 class CustomerUpdateInputSerializer(CustomerCreateInputSerializer):
     """The same fields, each optional (PATCH)."""
+
+
+# --- identity resolution and GDPR ------------------------------------------------------------------------------
+
+SIDES = [("target", "target"), ("source", "source")]
+REASON_MAX_LENGTH = 2000
+
+
+def _reason_field(*, required: bool = False) -> StrictCharField:
+    if required:
+        return StrictCharField(max_length=REASON_MAX_LENGTH, help_text="Why; recorded in the audit log.")
+    return StrictCharField(max_length=REASON_MAX_LENGTH, required=False, allow_blank=True, default="",
+                           help_text="Why; recorded in the audit log.")
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    """One entry of the append-only audit log. `moved` holds what the event moved and the values before and
+    after (its layout per kind is documented with the merge service); erased values read `[erased]`."""
+
+    actor_id = serializers.IntegerField(read_only=True, allow_null=True,
+                                        help_text="The user who acted; null for a rule or model (see actor_label).")
+    customer_id = serializers.IntegerField(read_only=True, help_text="Where things went (a merge's target).")
+    source_customer_id = serializers.IntegerField(read_only=True, allow_null=True,
+                                                  help_text="Where things came from (a merge's source).")
+    undone_by_id = serializers.IntegerField(read_only=True, allow_null=True,
+                                            help_text="On a merge: the unmerge event that undid it.")
+    moved = serializers.JSONField(read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "kind", "actor_id", "actor_label", "reason", "customer_id", "source_customer_id", "moved",
+                  "created_at", "undone_by_id"]
+        read_only_fields = fields
+
+
+class MergeFieldPlanSerializer(serializers.Serializer):
+    field = serializers.ChoiceField(choices=list(SCALAR_FIELDS) + ["tags", "notes"], read_only=True)
+    target = serializers.JSONField(read_only=True, help_text="The target's value.")
+    source = serializers.JSONField(read_only=True, help_text="The source's value.")
+    result = serializers.JSONField(read_only=True, help_text="The target's value after the merge.")
+    rule = serializers.ChoiceField(choices=[r.value for r in Rule], read_only=True)
+    rule_description = serializers.CharField(read_only=True, source="rule.description")
+    conflict = serializers.BooleanField(read_only=True, help_text="True if a choice is needed before merging.")
+
+
+class MergeContactPointPlanSerializer(serializers.Serializer):
+    kind = serializers.CharField(read_only=True)
+    value = serializers.CharField(read_only=True)
+    outcome = serializers.ChoiceField(choices=[o.value for o in ContactPointOutcome], read_only=True)
+    target_id = serializers.IntegerField(read_only=True, allow_null=True, help_text="The target's row, if any.")
+    source_id = serializers.IntegerField(read_only=True, allow_null=True, help_text="The source's row, if any.")
+    verified_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="After the merge.")
+
+
+class MergePreviewSerializer(serializers.Serializer):
+    """What merging `source_id` into `target_id` would do; nothing is written."""
+
+    target_id = serializers.IntegerField(read_only=True)
+    source_id = serializers.IntegerField(read_only=True)
+    can_merge = serializers.BooleanField(read_only=True, help_text="False while `conflicts` is not empty.")
+    conflicts = serializers.ListField(child=serializers.CharField(), read_only=True,
+                                      help_text="Fields that need a choice (`choices`) before merging.")
+    fields = MergeFieldPlanSerializer(many=True, read_only=True)
+    contact_points = MergeContactPointPlanSerializer(many=True, read_only=True)
+    identity_ids = serializers.ListField(child=serializers.IntegerField(), read_only=True,
+                                         help_text="The source's identities, which would move to the target.")
+    target_identity_ids = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+
+
+class MergePreviewQuerySerializer(serializers.Serializer):
+    source = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="The customer to merge in.")
+
+
+@extend_schema_field({
+    "type": "object",
+    "description": "Which customer's value to keep, per field (needed where the customer numbers differ).",
+    "properties": {name: {"type": "string", "enum": [value for value, _ in SIDES]} for name in SCALAR_FIELDS},
+    "additionalProperties": False,
+})
+class MergeChoicesField(serializers.DictField):
+    """{field: "target" | "source"} for the merge's scalar fields; other keys are refused, naming them."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(child=serializers.ChoiceField(choices=SIDES), **kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(SCALAR_FIELDS))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class CustomerMergeInputSerializer(InputSerializer):
+    source = StrictIntegerField(min_value=1, max_value=MAX_ID,
+                                help_text="The customer merged into this one; it becomes a tombstone.")
+    reason = _reason_field()
+    choices = MergeChoicesField(required=False)
+
+
+class MergeUndoInputSerializer(InputSerializer):
+    reason = _reason_field()
+
+
+class IdentityLinkInputSerializer(InputSerializer):
+    customer = StrictIntegerField(min_value=1, max_value=MAX_ID, help_text="The customer the identity moves to.")
+    reason = _reason_field()
+
+
+class IdentityUnlinkInputSerializer(InputSerializer):
+    reason = _reason_field()
+
+
+class CustomerEraseInputSerializer(InputSerializer):
+    reason = _reason_field(required=True)
+
+
+class CustomerExportSerializer(serializers.Serializer):
+    """Everything held about the person; apps add further sections (lists of rows) beside these."""
+
+    format = serializers.CharField(read_only=True, help_text="`socialcrm.gdpr.export/1`.")
+    exported_at = serializers.DateTimeField(read_only=True)
+    customer_id = serializers.IntegerField(read_only=True, help_text="The live customer (tombstones resolve).")
+    customers = serializers.ListField(child=serializers.DictField(), read_only=True,
+                                      help_text="The customer and every tombstone merged into it.")
+    identities = serializers.ListField(child=serializers.DictField(), read_only=True)
+    contact_points = serializers.ListField(child=serializers.DictField(), read_only=True)
+    audit_events = serializers.ListField(child=serializers.DictField(), read_only=True)

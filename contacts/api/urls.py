@@ -2,12 +2,14 @@
 
 from rest_framework.routers import SimpleRouter
 
-from .views import CustomerViewSet, SocialIdentityViewSet
+from .views import AuditEventViewSet, CustomerViewSet, MergeViewSet, SocialIdentityViewSet
 
 app_name = "contacts-api"
 
 router = SimpleRouter()
 router.register("customers", CustomerViewSet, basename="customer")
 router.register("social-identities", SocialIdentityViewSet, basename="social-identity")
+router.register("merges", MergeViewSet, basename="merge")
+router.register("audit-events", AuditEventViewSet, basename="audit-event")
 
 urlpatterns = router.urls

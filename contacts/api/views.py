@@ -3,6 +3,18 @@
 A customer id that was merged away (a tombstone) answers a GET with `301 Moved Permanently` to the
 surviving customer's URL (followed through several merges), and a PATCH with `409 customer_merged` and
 the survivor's URL in `Location`. Customer detail carries an `ETag`; `If-None-Match` answers 304.
+
+Identity resolution (scope `merge`): merge preview, merge, undo of a merge, link and unlink of a social identity.
+Each answers the audit event it wrote. A restricted user must see every customer and identity involved
+(404 otherwise); a tombstone in view is refused by the service with a 409 (`target_merged`, `source_merged`).
+
+GDPR (scope `gdpr`): export and erasure of a person (a live customer with its tombstones; a tombstone id means
+its survivor). Both touch data on every channel account, including accounts other teams handle, so they are
+for unrestricted users only: a restricted user gets 403 `restricted_user` whatever the id, which confirms
+nothing about customers out of view.
+
+The audit log (`audit-events`, scope `read`) is read-only, newest first; a restricted user sees the events of
+customers in view.
 """
 
 from __future__ import annotations
@@ -13,20 +25,40 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from access.permissions import require_unrestricted
-from contacts.models import Customer, SocialIdentity
+from contacts.gdpr import customer_erase, customer_export
+from contacts.merge import customer_merge, customer_merge_preview, customer_unmerge, identity_link, identity_unlink
+from contacts.models import AuditEvent, Customer, SocialIdentity
 from socialcrm.api.errors import error_body
 from socialcrm.api.views import ApiGenericViewSet, conditional_response
 
-from .filters import CustomerFilterSet, SocialIdentityFilterSet
-from .selectors import customer_get_for_user, customer_list_for_user, identity_list_for_user
+from .filters import AuditEventFilterSet, CustomerFilterSet, SocialIdentityFilterSet
+from .selectors import (
+    audit_event_list_for_user,
+    customer_get_for_user,
+    customer_in_view_or_404,
+    customer_list_for_user,
+    identity_in_view_or_404,
+    identity_list_for_user,
+    merge_event_get_for_user,
+)
 from .serializers import (
+    AuditEventSerializer,
     CustomerCreateInputSerializer,
+    CustomerEraseInputSerializer,
+    CustomerExportSerializer,
+    CustomerMergeInputSerializer,
     CustomerSerializer,
     CustomerUpdateInputSerializer,
+    IdentityLinkInputSerializer,
+    IdentityUnlinkInputSerializer,
+    MergePreviewQuerySerializer,
+    MergePreviewSerializer,
+    MergeUndoInputSerializer,
     SocialIdentitySerializer,
 )
 from .services import customer_create, customer_update
@@ -108,6 +140,81 @@ class CustomerViewSet(mixins.ListModelMixin, ApiGenericViewSet):
         customer = customer_list_for_user(user=request.user).get(pk=customer.pk)
         return Response(CustomerSerializer(customer).data)
 
+    @extend_schema(
+        summary="Preview merging another customer into this one",
+        description="Field by field: each side's value, the merged result and the rule that decided it, plus the "
+        "contact points and identities that would move. Nothing is written. `conflicts` lists the fields that "
+        "need a choice before `merge` can run. Both customers must be in the caller's view (404 otherwise); "
+        "a tombstone on either side is a 409.",
+        parameters=[MergePreviewQuerySerializer],
+        responses={200: MergePreviewSerializer},
+    )
+    @action(detail=True, methods=["get"], url_path="merge-preview", required_scope="merge")
+    def merge_preview(self, request: Request, pk: str) -> Response:
+        target_id = customer_in_view_or_404(user=request.user, customer_id=int(pk))
+        query = MergePreviewQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        source_id = customer_in_view_or_404(user=request.user, customer_id=query.validated_data["source"],
+                                            field="source")
+        preview = customer_merge_preview(target=target_id, source=source_id)
+        return Response(MergePreviewSerializer(preview).data)
+
+    @extend_schema(
+        summary="Merge another customer into this one",
+        description="The source's identities, contact points, tags and notes move to this customer (the target) "
+        "by the rules the preview shows; the source becomes a tombstone. Answers the merge's audit event, "
+        "which `POST merges/{id}/undo/` inverts. 409 for a merge into itself (`merge_into_self`), a tombstone "
+        "on either side (`target_merged`, `source_merged`) and two different customer numbers without a "
+        "choice (`customer_number_conflict`). Both customers must be in the caller's view (404 otherwise).",
+        request=CustomerMergeInputSerializer,
+        responses={200: AuditEventSerializer},
+    )
+    @action(detail=True, methods=["post"], required_scope="merge")
+    def merge(self, request: Request, pk: str) -> Response:
+        target_id = customer_in_view_or_404(user=request.user, customer_id=int(pk))
+        data = CustomerMergeInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        source_id = customer_in_view_or_404(user=request.user, customer_id=data.validated_data["source"],
+                                            field="source")
+        event = customer_merge(target=target_id, source=source_id, actor=request.user,
+                               reason=data.validated_data["reason"],
+                               choices=dict(data.validated_data.get("choices") or {}))
+        return Response(AuditEventSerializer(event).data)
+
+    @extend_schema(
+        summary="Export everything held about a customer (GDPR)",
+        description="The customer with its tombstones, identities, contact points, audit events and every app's "
+        "rows about the person, as JSON; recorded as an `export` audit event. A tombstone id exports its "
+        "survivor. Unrestricted users only: a restricted (team) user gets 403 `restricted_user`, because the "
+        "export holds data of every channel account.",
+        responses={200: CustomerExportSerializer},
+    )
+    @action(detail=True, methods=["get"], required_scope="gdpr")
+    def export(self, request: Request, pk: str) -> Response:
+        require_unrestricted(request)
+        customer_id = customer_in_view_or_404(user=request.user, customer_id=int(pk))
+        data = customer_export(customer=customer_id, actor=request.user)
+        return Response(data, headers={"Cache-Control": "no-store"})
+
+    @extend_schema(
+        summary="Erase everything held about a customer (GDPR)",
+        description="Deletes or anonymises the person's data (the customer, its tombstones, identities, contact "
+        "points and every app's rows) and answers the `erase` audit event (counts and hashes, no personal "
+        "data). A tombstone id erases its survivor. 409 `legal_hold` (with the hold's reason) while the "
+        "customer or a tombstone of it is under a legal hold. Unrestricted users only: a restricted (team) "
+        "user gets 403 `restricted_user`, because erasure reaches data of every channel account.",
+        request=CustomerEraseInputSerializer,
+        responses={200: AuditEventSerializer},
+    )
+    @action(detail=True, methods=["post"], required_scope="gdpr")
+    def erase(self, request: Request, pk: str) -> Response:
+        require_unrestricted(request)
+        customer_id = customer_in_view_or_404(user=request.user, customer_id=int(pk))
+        data = CustomerEraseInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        event = customer_erase(customer=customer_id, actor=request.user, reason=data.validated_data["reason"])
+        return Response(AuditEventSerializer(event).data)
+
 
 @extend_schema_view(
     list=extend_schema(summary="List social identities"),
@@ -121,3 +228,83 @@ class SocialIdentityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ap
 
     def get_queryset(self) -> QuerySet[SocialIdentity]:
         return identity_list_for_user(user=self.request.user)
+
+    @extend_schema(
+        summary="Link a social identity to another customer",
+        description="The identity (with its conversations and interactions) moves to `customer`; answers the "
+        "`link` audit event. 409 if it already belongs there (`already_linked`) or `customer` is a tombstone "
+        "(`target_merged`). The identity and the customer must be in the caller's view (404 otherwise).",
+        request=IdentityLinkInputSerializer,
+        responses={200: AuditEventSerializer},
+    )
+    @action(detail=True, methods=["post"], required_scope="merge")
+    def link(self, request: Request, pk: str) -> Response:
+        identity_id = identity_in_view_or_404(user=request.user, identity_id=int(pk))
+        data = IdentityLinkInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        customer_id = customer_in_view_or_404(user=request.user, customer_id=data.validated_data["customer"],
+                                              field="customer")
+        event = identity_link(identity=identity_id, customer=customer_id, actor=request.user,
+                              reason=data.validated_data["reason"])
+        return Response(AuditEventSerializer(event).data)
+
+    @extend_schema(
+        summary="Split a social identity off into a new customer",
+        description="The identity moves to a new customer of its own (named after it); answers the `unlink` audit "
+        "event, whose `customer_id` is the new customer. 409 `only_identity` if it is its customer's only "
+        "identity. The identity must be in the caller's view (404 otherwise).",
+        request=IdentityUnlinkInputSerializer,
+        responses={200: AuditEventSerializer},
+    )
+    @action(detail=True, methods=["post"], required_scope="merge")
+    def unlink(self, request: Request, pk: str) -> Response:
+        identity_id = identity_in_view_or_404(user=request.user, identity_id=int(pk))
+        data = IdentityUnlinkInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        new_customer = identity_unlink(identity=identity_id, actor=request.user,
+                                       reason=data.validated_data["reason"])
+        event = AuditEvent.objects.filter(kind=AuditEvent.Kind.UNLINK, customer_id=new_customer.pk).latest("pk")
+        return Response(AuditEventSerializer(event).data)
+
+
+class MergeViewSet(ApiGenericViewSet):
+    """Merges, by the id of their audit event: only the undo action."""
+
+    queryset = AuditEvent.objects.filter(kind=AuditEvent.Kind.MERGE)
+    serializer_class = AuditEventSerializer
+    pagination_class = None
+    filter_backends: list = []
+
+    @extend_schema(
+        summary="Undo a merge",
+        description="Both customers as they were before the merge, each with its own identities and contact "
+        "points; answers the `unmerge` audit event. 409 when refused: already undone (`already_undone`), a "
+        "later merge of either customer not undone yet (`later_merge_not_undone`, undo newest first), or an "
+        "identity moved since (`identity_moved_since`). 404 for an id that is not a merge the caller sees.",
+        request=MergeUndoInputSerializer,
+        responses={200: AuditEventSerializer},
+    )
+    @action(detail=True, methods=["post"], required_scope="merge")
+    def undo(self, request: Request, pk: str) -> Response:
+        event = merge_event_get_for_user(user=request.user, event_id=int(pk))
+        data = MergeUndoInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        undo = customer_unmerge(merge_event=event.pk, actor=request.user, reason=data.validated_data["reason"])
+        return Response(AuditEventSerializer(undo).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List audit events", description="The append-only log of merges, unmerges, links, "
+                       "unlinks, exports and erasures, newest first. A restricted user sees the events of the "
+                       "customers in view."),
+    retrieve=extend_schema(summary="Get an audit event"),
+)
+class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiGenericViewSet):
+    """The audit log, read-only."""
+
+    serializer_class = AuditEventSerializer
+    filterset_class = AuditEventFilterSet
+    keyset_orderings = {"-id": ("-id",), "id": ("id",)}
+
+    def get_queryset(self) -> QuerySet[AuditEvent]:
+        return audit_event_list_for_user(user=self.request.user)

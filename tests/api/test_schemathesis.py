@@ -32,7 +32,8 @@ MAX_EXAMPLES = 10
 SEED = 20261126
 EXCLUDED_CHECKS = "positive_data_acceptance"
 # Operation tags, one group per CLI process.
-GROUPS = ["customers", "conversations", "interactions|social-identities", "channel-accounts|webhook-deliveries"]
+GROUPS = ["customers", "conversations", "interactions|social-identities", "channel-accounts|webhook-deliveries",
+          "merges|audit-events"]
 
 
 @pytest.mark.django_db(transaction=True)
