@@ -40,6 +40,8 @@ from django.db import connection
 from rapidfuzz import fuzz
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 
+from . import copresence
+
 # ---------------------------------------------------------------------------------------------------------------
 # Normalisers
 # ---------------------------------------------------------------------------------------------------------------
@@ -969,24 +971,32 @@ def suggestions_rank(subject: Profile, candidates: Iterable[Profile], *, model: 
 
 
 def duplicate_suggestions_for_profile(profile: Profile, *, model: Model = DEFAULT_MODEL,
-                                      co_present: Collection[int] = (), min_score: float | None = None,
+                                      co_present: Collection[int] | None = (), min_score: float | None = None,
                                       auto_link: bool | None = None, limit: int = 20,
                                       exclude: Collection[int] = ()) -> list[Suggestion]:
     """Ranked, explained duplicate suggestions for a customer or a new identity's data: two statements.
 
-    `co_present` are customers seen in a group thread at the same time as the subject (the conversations layer
-    knows them); they count against. `exclude` are customers never to be suggested (cannot-link constraints):
-    they are left out before ranking, so they neither appear nor stand in the way of an auto-link.
+    `co_present` are customers seen in a group thread with the subject; they count against. The caller may know
+    them (the drain asks `contacts.copresence` once per batch); with None the finder asks the registered
+    co-presence functions itself about the subject and its candidates (one more statement, and only for a stored
+    customer with candidates). `exclude` are customers never to be suggested (cannot-link constraints): they are
+    left out before ranking, so they neither appear nor stand in the way of an auto-link.
     """
     blocks = blocks_probe(profile)
     excluded = [*exclude, profile.customer_id] if profile.customer_id is not None else list(exclude)
     candidates = profiles_fetch(blocks.candidates(exclude=excluded))
+    if co_present is None:
+        co_present = ()
+        if profile.customer_id is not None and candidates:
+            pairs = copresence.copresent_pairs([profile.customer_id, *candidates])
+            co_present = copresence.partners(pairs, profile.customer_id)
     return suggestions_rank(profile, candidates.values(), model=model, tf=blocks.frequencies, co_present=co_present,
                             min_score=min_score, auto_link=auto_link)[:limit]
 
 
 def duplicate_suggestions_for_customer(customer_id: int, **kwargs: Any) -> list[Suggestion]:
-    """Duplicate suggestions for a stored customer (three statements); [] for a tombstone or an unknown id."""
+    """Duplicate suggestions for a stored customer (three statements; four with `co_present=None`, which looks
+    up group co-presence through `contacts.copresence`); [] for a tombstone or an unknown id."""
     subject = profiles_fetch([customer_id]).get(customer_id)
     if subject is None:
         return []

@@ -18,6 +18,10 @@
   `suggestions_sweep_merged`, which the scoring task runs first: open suggestions naming a tombstone go, and the
   survivor is queued.
 
+Group co-presence (`contacts.copresence`: two customers' identities both wrote in one group thread) is looked
+up once per batch for the customers taken and counts against each pair it names; an auto-link within the batch
+hands the merged customer's co-presence on to the survivor.
+
 Statements of one drain: 6 + 2 per customer scored (`blocks_probe` and the candidates' profiles), whatever the
 number of suggestions; each auto-link adds a merge (about a dozen).
 """
@@ -37,6 +41,7 @@ from django.utils import timezone
 from socialcrm.errors import Conflict, NotFound, ServiceError
 from socialcrm.sql import dumps_for_postgres
 
+from . import copresence
 from .dedupe import (
     DEFAULT_MODEL,
     Model,
@@ -117,21 +122,21 @@ def cannot_link(customer_ids: Collection[int]) -> dict[int, set[int]]:
 
 
 def _suggestions_store(cursor: Any, subjects: Collection[int], found: Mapping[tuple[int, int], Suggestion]) -> int:
-    """Upsert the open suggestions found for `subjects` and delete their open suggestions not found again (two
-    statements). Decided pairs (accepted, rejected, auto-linked) are never touched."""
+    """Upsert the open suggestions found for `subjects` and delete their open suggestions not found again (one
+    statement: the rows deleted and the rows upserted are disjoint). Decided pairs (accepted, rejected,
+    auto-linked) are never touched."""
     lows = [p[0] for p in found]
     highs = [p[1] for p in found]
-    cursor.execute(
-        f"""DELETE FROM {_TABLE} s WHERE s.status = 'open'
+    stale = f"""DELETE FROM {_TABLE} s WHERE s.status = 'open'
             AND (s.customer_low = ANY(%s) OR s.customer_high = ANY(%s))
-            AND (s.customer_low, s.customer_high) NOT IN (SELECT * FROM unnest(%s::bigint[], %s::bigint[]))""",
-        [list(subjects), list(subjects), lows, highs],
-    )
+            AND (s.customer_low, s.customer_high) NOT IN (SELECT * FROM unnest(%s::bigint[], %s::bigint[]))"""
     if not found:
+        cursor.execute(stale, [list(subjects), list(subjects), lows, highs])
         return 0
     now = timezone.now()
     cursor.execute(
-        f"""INSERT INTO {_TABLE} (customer_low, customer_high, score, probability, explanation, model_version,
+        f"""WITH stale AS ({stale} RETURNING 1)
+            INSERT INTO {_TABLE} (customer_low, customer_high, score, probability, explanation, model_version,
                                   status, created_at, updated_at, decided_by_label, reason)
             SELECT low, high, score, probability, explanation::jsonb, version, 'open', %s, %s, '', ''
             FROM unnest(%s::bigint[], %s::bigint[], %s::float8[], %s::float8[], %s::text[], %s::text[])
@@ -140,7 +145,8 @@ def _suggestions_store(cursor: Any, subjects: Collection[int], found: Mapping[tu
                 score = EXCLUDED.score, probability = EXCLUDED.probability, explanation = EXCLUDED.explanation,
                 model_version = EXCLUDED.model_version, updated_at = EXCLUDED.updated_at
             WHERE {_TABLE}.status = 'open'""",
-        [now, now, lows, highs, [s.score for s in found.values()], [s.probability for s in found.values()],
+        [list(subjects), list(subjects), lows, highs, now, now, lows, highs,
+         [s.score for s in found.values()], [s.probability for s in found.values()],
          [dumps_for_postgres(evidence_json(s)) for s in found.values()], [s.model_version for s in found.values()]],
     )
     return cursor.rowcount
@@ -198,6 +204,8 @@ def dedupe_outbox_drain(*, limit: int = DRAIN_BATCH, model: Model = DEFAULT_MODE
         ids = [row[0] for row in taken]
         subjects = profiles_fetch(ids)
         blocked = cannot_link(list(subjects))
+        # Group co-presence of the batch's customers with anyone (contrary evidence): one call for the batch.
+        together = copresence.copresent_pairs(list(subjects))
         found: dict[tuple[int, int], Suggestion] = {}
         merged_away: set[int] = set()
         touched: set[int] = set()
@@ -209,6 +217,7 @@ def dedupe_outbox_drain(*, limit: int = DRAIN_BATCH, model: Model = DEFAULT_MODE
                 continue
             scored.append(customer_id)
             ranked = duplicate_suggestions_for_profile(profile, model=model, auto_link=allow,
+                                                       co_present=copresence.partners(together, customer_id),
                                                        exclude=blocked.get(customer_id, set()) | merged_away)
             for suggestion in ranked:
                 pair = pair_of(customer_id, suggestion.customer_id)
@@ -217,6 +226,8 @@ def dedupe_outbox_drain(*, limit: int = DRAIN_BATCH, model: Model = DEFAULT_MODE
                     if event is not None:
                         linked += 1
                         merged_away.add(event.source_customer_id)
+                        together = copresence.pairs_after_merge(together, source=event.source_customer_id,
+                                                                target=event.customer_id)
                         touched |= {event.customer_id, event.source_customer_id}
                         found.pop(pair, None)
                         continue

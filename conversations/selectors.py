@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Collection
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import connection
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
 
 from access.selectors import channel_scope_for_user
@@ -129,3 +130,51 @@ def interaction_get_for_user(*, user: User, interaction_id: int) -> Interaction:
     if interaction is None:
         raise NotFound("No such interaction.", code="not_found")
     return interaction
+
+
+# How many of an identity's latest inbound conversations, and how many of a conversation's latest inbound
+# interactions, the co-presence lookup reads: index range scans of bounded length whatever the history.
+COPRESENCE_THREADS_PER_IDENTITY = 200
+COPRESENCE_AUTHORS_PER_THREAD = 200
+
+_COPRESENCE_SQL = """
+WITH threads AS (
+    SELECT DISTINCT si.customer_id, t.conversation_id
+    FROM contacts_socialidentity si
+    CROSS JOIN LATERAL (
+        SELECT x.conversation_id FROM conversations_interaction x
+        WHERE x.identity_id = si.id AND x.direction = 'in' AND NOT x.is_stub AND x.conversation_id IS NOT NULL
+        ORDER BY x.occurred_at DESC, x.id DESC
+        LIMIT %(threads)s
+    ) t
+    WHERE si.customer_id = ANY(%(customers)s)
+)
+SELECT DISTINCT th.customer_id, other.customer_id
+FROM threads th
+CROSS JOIN LATERAL (
+    SELECT y.identity_id FROM conversations_interaction y
+    WHERE y.conversation_id = th.conversation_id AND y.direction = 'in' AND NOT y.is_stub
+    ORDER BY y.occurred_at DESC, y.id DESC
+    LIMIT %(authors)s
+) a
+JOIN contacts_socialidentity other ON other.id = a.identity_id
+WHERE other.customer_id <> th.customer_id
+"""
+
+
+def copresent_customer_pairs(customer_ids: Collection[int]) -> set[frozenset[int]]:
+    """Pairs {a, b}, a among `customer_ids` and b any other customer, whose identities both authored inbound
+    interactions in one conversation (a group thread): one statement.
+
+    Per identity of the given customers it reads its latest `COPRESENCE_THREADS_PER_IDENTITY` inbound
+    interactions (`interaction_timeline_idx`), and per conversation found its latest
+    `COPRESENCE_AUTHORS_PER_THREAD` inbound interactions (`interaction_thread_idx`), so the cost is bounded
+    whatever the history. Registered with `contacts.copresence` as contrary dedupe evidence.
+    """
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(_COPRESENCE_SQL, {"customers": ids, "threads": COPRESENCE_THREADS_PER_IDENTITY,
+                                         "authors": COPRESENCE_AUTHORS_PER_THREAD})
+        return {frozenset(row) for row in cursor.fetchall()}
