@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.core.validators import RegexValidator
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from contacts.merge import SCALAR_FIELDS, ContactPointOutcome, Rule
 from contacts.models import AuditEvent, ContactPoint, Customer, SocialIdentity
+from contacts.verification import EVIDENCE_ITEMS
 from socialcrm.api.filters import MAX_ID
 from socialcrm.api.serializers import InputSerializer, StrictCharField, StrictIntegerField, TagField
 
@@ -190,6 +192,48 @@ class IdentityLinkInputSerializer(InputSerializer):
 
 class IdentityUnlinkInputSerializer(InputSerializer):
     reason = _reason_field()
+
+
+_NO_CONTROL_CHARACTERS = RegexValidator(r"^[^\x00-\x1f\x7f]*$", "Must not contain control characters.")
+
+
+class IdentityVerifyCustomerNumberInputSerializer(InputSerializer):
+    """The customer number a person gave in DM, and the details they gave to prove it is theirs."""
+
+    customer_number = StrictCharField(max_length=64, validators=[_NO_CONTROL_CHARACTERS],
+                                      help_text="As the customer gave it; spaces and dashes are ignored.")
+    postal_code = StrictCharField(max_length=16, required=False,
+                                  validators=[RegexValidator(r"^[0-9A-Za-z][0-9A-Za-z -]*$",
+                                                             "Letters, digits, spaces and dashes only.")],
+                                  help_text="Must occur in the customer's postal address.")
+    birth_date = serializers.DateField(required=False, help_text="Must equal the customer's birth date.")
+    last_name = StrictCharField(max_length=255, required=False, validators=[_NO_CONTROL_CHARACTERS],
+                                help_text="Compared with the last word of the customer's name, ignoring case and "
+                                "accents. Never enough on its own.")
+    reason = _reason_field()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not any(attrs.get(name) for name in EVIDENCE_ITEMS):
+            raise serializers.ValidationError(
+                {"postal_code": ["Give at least one of postal_code, birth_date, last_name: what the customer "
+                                 "told you in DM (a last name alone is not enough)."]})
+        return attrs
+
+
+class CustomerNumberLinkSerializer(serializers.Serializer):
+    """The outcome of a customer number verification."""
+
+    identity_id = serializers.IntegerField(read_only=True)
+    customer_id = serializers.IntegerField(read_only=True, help_text="The customer holding the number.")
+    changed = serializers.BooleanField(read_only=True,
+                                       help_text="False if the identity already belonged to that customer.")
+    merged = serializers.BooleanField(read_only=True, help_text="True if the identity's former customer (which "
+                                      "had only this identity) was merged into the customer; undo the merge "
+                                      "(`move_event`) to reverse it.")
+    event = AuditEventSerializer(read_only=True, allow_null=True,
+                                 help_text="The `link` event recording the verification (null if unchanged).")
+    move_event = AuditEventSerializer(read_only=True, allow_null=True,
+                                      help_text="The merge or link event that moved the identity.")
 
 
 class CustomerEraseInputSerializer(InputSerializer):

@@ -4,8 +4,9 @@ A customer id that was merged away (a tombstone) answers a GET with `301 Moved P
 surviving customer's URL (followed through several merges), and a PATCH with `409 customer_merged` and
 the survivor's URL in `Location`. Customer detail carries an `ETag`; `If-None-Match` answers 304.
 
-Identity resolution (scope `merge`): merge preview, merge, undo of a merge, link and unlink of a social identity.
-Each answers the audit event it wrote. A restricted user must see every customer and identity involved
+Identity resolution (scope `merge`): merge preview, merge, undo of a merge, link and unlink of a social identity,
+and its link by a customer number verified in DM (`verify-customer-number`, which answers both events it wrote).
+The others answer the audit event they wrote. A restricted user must see every customer and identity involved
 (404 otherwise); a tombstone in view is refused by the service with a 409 (`target_merged`, `source_merged`).
 
 GDPR (scope `gdpr`): export and erasure of a person (a live customer with its tombstones; a tombstone id means
@@ -33,8 +34,15 @@ from access.permissions import require_unrestricted
 from contacts.gdpr import customer_erase, customer_export
 from contacts.merge import customer_merge, customer_merge_preview, customer_unmerge, identity_link, identity_unlink
 from contacts.models import AuditEvent, Customer, SocialIdentity
+from contacts.verification import (
+    EVIDENCE_ITEMS,
+    VerificationErrorCode,
+    customers_holding_number,
+    identity_link_by_customer_number,
+)
 from socialcrm.api.errors import error_body
 from socialcrm.api.views import ApiGenericViewSet, conditional_response
+from socialcrm.errors import NotFound
 
 from .filters import AuditEventFilterSet, CustomerFilterSet, SocialIdentityFilterSet
 from .selectors import (
@@ -52,10 +60,12 @@ from .serializers import (
     CustomerEraseInputSerializer,
     CustomerExportSerializer,
     CustomerMergeInputSerializer,
+    CustomerNumberLinkSerializer,
     CustomerSerializer,
     CustomerUpdateInputSerializer,
     IdentityLinkInputSerializer,
     IdentityUnlinkInputSerializer,
+    IdentityVerifyCustomerNumberInputSerializer,
     MergePreviewQuerySerializer,
     MergePreviewSerializer,
     MergeUndoInputSerializer,
@@ -265,6 +275,39 @@ class SocialIdentityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ap
                                        reason=data.validated_data["reason"])
         event = AuditEvent.objects.filter(kind=AuditEvent.Kind.UNLINK, customer_id=new_customer.pk).latest("pk")
         return Response(AuditEventSerializer(event).data)
+
+    @extend_schema(
+        summary="Link a social identity by a customer number verified in DM",
+        description="The \"Telekom hilft\" flow: the agent asked the person in DM for their customer number and "
+        "a few details. At least one of `postal_code`, `birth_date`, `last_name` must match the profile of the "
+        "customer holding the number and none may contradict it; a last name alone is never enough (409 "
+        "`verification_failed`, naming neither the detail nor the stored values). On success the identity "
+        "moves to that customer: its former customer is merged in when the identity was its only one and it "
+        "had no customer number (undo the merge to reverse), else the identity alone is linked over. A `link` "
+        "event records the verification (`moved.verified_by`: `customer_number`). Repeating it changes nothing "
+        "(`changed`: false). The identity must be in the caller's view, and so must the customer holding the "
+        "number: otherwise the answer is the same 404 `customer_number_unknown` as for an unknown number.",
+        request=IdentityVerifyCustomerNumberInputSerializer,
+        responses={200: CustomerNumberLinkSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="verify-customer-number", required_scope="merge")
+    def verify_customer_number(self, request: Request, pk: str) -> Response:
+        identity_id = identity_in_view_or_404(user=request.user, identity_id=int(pk))
+        data = IdentityVerifyCustomerNumberInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        holders = customers_holding_number(values["customer_number"])
+        visible = customer_list_for_user(user=request.user, with_related=False).filter(pk__in=holders)
+        if not holders or not visible.exists():
+            # An unknown number and another team's customer answer alike: nothing leaks.
+            raise NotFound("No customer has this customer number.",
+                           code=VerificationErrorCode.CUSTOMER_NUMBER_UNKNOWN, field="customer_number")
+        result = identity_link_by_customer_number(
+            identity=identity_id, customer_number=values["customer_number"],
+            evidence={name: values[name] for name in EVIDENCE_ITEMS if name in values},
+            actor=request.user, reason=values["reason"],
+        )
+        return Response(CustomerNumberLinkSerializer(result).data)
 
 
 class MergeViewSet(ApiGenericViewSet):
