@@ -1,11 +1,15 @@
-"""Filters of the customers, social identities and audit events lists."""
+"""Filters of the customers, social identities, audit events and duplicate suggestions lists."""
 
 from __future__ import annotations
 
-import django_filters
-from django.db.models import Q, QuerySet
+from typing import Any
 
-from contacts.models import AuditEvent, Customer, SocialIdentity
+import django_filters
+from django import forms
+from django.db.models import Q, QuerySet
+from drf_spectacular.utils import extend_schema_field
+
+from contacts.models import AuditEvent, Customer, DuplicateSuggestion, SocialIdentity
 from socialcrm.api.filters import BooleanFilter, ChoiceFilter, DateTimeFilter, IdFilter
 
 from .selectors import customers_search
@@ -67,3 +71,47 @@ class AuditEventFilterSet(django_filters.FilterSet):
 
     def by_customer(self, queryset: QuerySet[AuditEvent], name: str, value: int) -> QuerySet[AuditEvent]:
         return queryset.filter(Q(customer_id=value) | Q(source_customer_id=value))
+
+
+class ScoreField(forms.FloatField):
+    """A finite number; a parameter given with no value is refused, not ignored."""
+
+    def to_python(self, value: Any) -> float | None:
+        if value == "":
+            raise forms.ValidationError("Give a value or leave the parameter out.", code="empty")
+        return super().to_python(value)
+
+
+@extend_schema_field({"type": "number"})
+class ScoreFilter(django_filters.NumberFilter):
+    """A score in bits (any finite number)."""
+
+    field_class = ScoreField
+
+
+# `status=all` lists every status; without `status` only open suggestions are listed.
+ALL_STATUSES = "all"
+
+
+class DuplicateSuggestionFilterSet(django_filters.FilterSet):
+    status = ChoiceFilter(method="by_status", choices=[*DuplicateSuggestion.Status.choices, (ALL_STATUSES, "All")],
+                          help_text="Only suggestions in this status (default `open`; `all` for every status).")
+    customer_id = IdFilter(method="by_customer", help_text="Suggestions with this customer on either side.")
+    min_score = ScoreFilter(field_name="score", lookup_expr="gte", help_text="Score at least this many bits.")
+
+    class Meta:
+        model = DuplicateSuggestion
+        fields = ["status", "customer_id", "min_score"]
+
+    def filter_queryset(self, queryset: QuerySet[DuplicateSuggestion]) -> QuerySet[DuplicateSuggestion]:
+        if self.form.cleaned_data.get("status") in (None, ""):
+            queryset = queryset.filter(status=DuplicateSuggestion.Status.OPEN)
+        return super().filter_queryset(queryset)
+
+    def by_status(self, queryset: QuerySet[DuplicateSuggestion], name: str,
+                  value: str) -> QuerySet[DuplicateSuggestion]:
+        return queryset if value == ALL_STATUSES else queryset.filter(status=value)
+
+    def by_customer(self, queryset: QuerySet[DuplicateSuggestion], name: str,
+                    value: int) -> QuerySet[DuplicateSuggestion]:
+        return queryset.filter(Q(customer_low=value) | Q(customer_high=value))

@@ -12,10 +12,10 @@ import re
 from collections.abc import Callable
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
 from access.selectors import ChannelScope, channel_scope_for_user
-from contacts.models import AuditEvent, ContactPoint, Customer, SocialIdentity
+from contacts.models import AuditEvent, ContactPoint, Customer, DuplicateSuggestion, SocialIdentity
 from socialcrm.errors import NotFound
 
 # Given the channel account ids a user may see, a condition on SocialIdentity rows that are in view.
@@ -169,3 +169,31 @@ def merge_event_get_for_user(*, user: User, event_id: int) -> AuditEvent:
     if event is None:
         raise NotFound("No such merge.", code="not_found")
     return event
+
+
+def suggestion_list_for_user(*, user: User) -> QuerySet[DuplicateSuggestion]:
+    """Duplicate suggestions `user` may see, with both customers' display names (`customer_low_display_name`,
+    `customer_high_display_name`; null for an erased customer) annotated in the same statement.
+
+    An unrestricted user sees all; a restricted one only those whose two customers (live, or tombstones of
+    customers in view) are both in view.
+    """
+    names = Customer.objects.values("display_name")
+    queryset = DuplicateSuggestion.objects.annotate(
+        customer_low_display_name=Subquery(names.filter(pk=OuterRef("customer_low"))[:1]),
+        customer_high_display_name=Subquery(names.filter(pk=OuterRef("customer_high"))[:1]),
+    )
+    if channel_scope_for_user(user).unrestricted:
+        return queryset
+    visible = customer_list_for_user(user=user, include_merged=True, with_related=False)
+    return queryset.filter(
+        Exists(visible.filter(pk=OuterRef("customer_low"))), Exists(visible.filter(pk=OuterRef("customer_high")))
+    )
+
+
+def suggestion_get_for_user(*, user: User, suggestion_id: int) -> DuplicateSuggestion:
+    """The duplicate suggestion `suggestion_id` if `user` sees both its customers; NotFound otherwise."""
+    suggestion = suggestion_list_for_user(user=user).filter(pk=suggestion_id).first()
+    if suggestion is None:
+        raise NotFound("No such duplicate suggestion.", code="not_found")
+    return suggestion

@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from contacts.merge import SCALAR_FIELDS, ContactPointOutcome, Rule
-from contacts.models import AuditEvent, ContactPoint, Customer, SocialIdentity
+from contacts.models import AuditEvent, ContactPoint, Customer, DuplicateSuggestion, SocialIdentity
 from contacts.verification import EVIDENCE_ITEMS
 from socialcrm.api.filters import MAX_ID
 from socialcrm.api.serializers import InputSerializer, StrictCharField, StrictIntegerField, TagField
@@ -251,3 +251,63 @@ class CustomerExportSerializer(serializers.Serializer):
     identities = serializers.ListField(child=serializers.DictField(), read_only=True)
     contact_points = serializers.ListField(child=serializers.DictField(), read_only=True)
     audit_events = serializers.ListField(child=serializers.DictField(), read_only=True)
+
+
+# --- duplicate suggestions -------------------------------------------------------------------------------------
+
+
+class SuggestionEvidenceSerializer(serializers.Serializer):
+    """One comparison of the pair, as stored (`contacts.dedupe.FieldEvidence`)."""
+
+    field = serializers.CharField(read_only=True, help_text="What was compared (e.g. `email`, `name_handle`).")
+    level = serializers.CharField(read_only=True, help_text="How well it agreed; `missing` when a side lacks it.")
+    bits = serializers.FloatField(read_only=True, help_text="Its weight in bits (negative: against the pair).")
+    left = serializers.CharField(read_only=True, help_text="One customer's value (the customer scored).")
+    right = serializers.CharField(read_only=True, help_text="The other customer's value (the candidate).")
+    note = serializers.CharField(read_only=True, help_text="Further detail; may be empty.")
+
+
+@extend_schema_field({
+    # Wrapped in allOf so that the enum stays inline: a property named `status` with another set of choices
+    # exists elsewhere (conversations), and a shared enum component name would collide.
+    "allOf": [{"type": "string", "enum": list(DuplicateSuggestion.Status.values)}],
+    "description": "`open` until someone decides; `accepted` (merged), `rejected` (kept apart for good) or "
+    "`auto_linked` (merged by the model).",
+})
+class SuggestionStatusField(serializers.CharField):
+    """The suggestion's status, documented as an inline enum."""
+
+
+class DuplicateSuggestionSerializer(serializers.ModelSerializer):
+    """Two customers that may be one person, with the model's score and its evidence field by field."""
+
+    customer_low_id = serializers.IntegerField(read_only=True, source="customer_low",
+                                               help_text="The customer with the lower id.")
+    customer_low_display_name = serializers.CharField(read_only=True, allow_null=True,
+                                                      help_text="Null once the customer was erased.")
+    customer_high_id = serializers.IntegerField(read_only=True, source="customer_high",
+                                                help_text="The customer with the higher id.")
+    customer_high_display_name = serializers.CharField(read_only=True, allow_null=True,
+                                                       help_text="Null once the customer was erased.")
+    score = serializers.FloatField(read_only=True, help_text="Match weight in bits: the sum of the evidence.")
+    probability = serializers.FloatField(read_only=True, help_text="The model's probability of one person.")
+    status = SuggestionStatusField(read_only=True)
+    explanation = SuggestionEvidenceSerializer(many=True, read_only=True,
+                                               help_text="The evidence, field by field, in the model's order.")
+    decided_by_id = serializers.IntegerField(read_only=True, allow_null=True,
+                                             help_text="The user who accepted or rejected it; null for a model.")
+
+    class Meta:
+        model = DuplicateSuggestion
+        fields = ["id", "customer_low_id", "customer_low_display_name", "customer_high_id",
+                  "customer_high_display_name", "score", "probability", "model_version", "status", "explanation",
+                  "created_at", "updated_at", "decided_at", "decided_by_id", "decided_by_label", "reason"]
+        read_only_fields = fields
+
+
+class SuggestionAcceptInputSerializer(InputSerializer):
+    reason = _reason_field()
+
+
+class SuggestionRejectInputSerializer(InputSerializer):
+    reason = _reason_field(required=True)

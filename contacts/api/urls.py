@@ -2,7 +2,13 @@
 
 from rest_framework.routers import SimpleRouter
 
-from .views import AuditEventViewSet, CustomerViewSet, MergeViewSet, SocialIdentityViewSet
+from .views import (
+    AuditEventViewSet,
+    CustomerViewSet,
+    DuplicateSuggestionViewSet,
+    MergeViewSet,
+    SocialIdentityViewSet,
+)
 
 app_name = "contacts-api"
 
@@ -11,5 +17,6 @@ router.register("customers", CustomerViewSet, basename="customer")
 router.register("social-identities", SocialIdentityViewSet, basename="social-identity")
 router.register("merges", MergeViewSet, basename="merge")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
+router.register("duplicate-suggestions", DuplicateSuggestionViewSet, basename="duplicate-suggestion")
 
 urlpatterns = router.urls

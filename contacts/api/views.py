@@ -16,6 +16,10 @@ nothing about customers out of view.
 
 The audit log (`audit-events`, scope `read`) is read-only, newest first; a restricted user sees the events of
 customers in view.
+
+Duplicate suggestions (`duplicate-suggestions`): the pairs the dedupe model scored, best first, each with its
+evidence field by field (scope `read`); accepting one merges the pair into the older customer, rejecting one keeps
+the pair apart for good (scope `merge`). A restricted user sees a suggestion only when both customers are in view.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from rest_framework.response import Response
 from access.permissions import require_unrestricted
 from contacts.gdpr import customer_erase, customer_export
 from contacts.merge import customer_merge, customer_merge_preview, customer_unmerge, identity_link, identity_unlink
-from contacts.models import AuditEvent, Customer, SocialIdentity
+from contacts.models import AuditEvent, Customer, DuplicateSuggestion, SocialIdentity
+from contacts.suggestions import suggestion_accept, suggestion_reject
 from contacts.verification import (
     EVIDENCE_ITEMS,
     VerificationErrorCode,
@@ -44,7 +49,7 @@ from socialcrm.api.errors import error_body
 from socialcrm.api.views import ApiGenericViewSet, conditional_response
 from socialcrm.errors import NotFound
 
-from .filters import AuditEventFilterSet, CustomerFilterSet, SocialIdentityFilterSet
+from .filters import AuditEventFilterSet, CustomerFilterSet, DuplicateSuggestionFilterSet, SocialIdentityFilterSet
 from .selectors import (
     audit_event_list_for_user,
     customer_get_for_user,
@@ -53,6 +58,8 @@ from .selectors import (
     identity_in_view_or_404,
     identity_list_for_user,
     merge_event_get_for_user,
+    suggestion_get_for_user,
+    suggestion_list_for_user,
 )
 from .serializers import (
     AuditEventSerializer,
@@ -63,6 +70,7 @@ from .serializers import (
     CustomerNumberLinkSerializer,
     CustomerSerializer,
     CustomerUpdateInputSerializer,
+    DuplicateSuggestionSerializer,
     IdentityLinkInputSerializer,
     IdentityUnlinkInputSerializer,
     IdentityVerifyCustomerNumberInputSerializer,
@@ -70,6 +78,8 @@ from .serializers import (
     MergePreviewSerializer,
     MergeUndoInputSerializer,
     SocialIdentitySerializer,
+    SuggestionAcceptInputSerializer,
+    SuggestionRejectInputSerializer,
 )
 from .services import customer_create, customer_update
 
@@ -351,3 +361,61 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiGen
 
     def get_queryset(self) -> QuerySet[AuditEvent]:
         return audit_event_list_for_user(user=self.request.user)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List duplicate suggestions",
+                       description="Pairs of customers the dedupe model takes for one person, best score first, "
+                       "each with its evidence field by field. Only open suggestions unless `status` says "
+                       "otherwise. A restricted user sees a suggestion when both customers are in view."),
+)
+class DuplicateSuggestionViewSet(mixins.ListModelMixin, ApiGenericViewSet):
+    """Duplicate suggestions: review, accept (merge) or reject."""
+
+    serializer_class = DuplicateSuggestionSerializer
+    filterset_class = DuplicateSuggestionFilterSet
+    keyset_orderings = {"-score": ("-score", "-id"), "score": ("score", "id")}
+
+    def get_queryset(self) -> QuerySet[DuplicateSuggestion]:
+        return suggestion_list_for_user(user=self.request.user)
+
+    def _row(self, pk: int) -> dict:
+        return DuplicateSuggestionSerializer(suggestion_get_for_user(user=self.request.user, suggestion_id=pk)).data
+
+    @extend_schema(summary="Get a duplicate suggestion", responses={200: DuplicateSuggestionSerializer})
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(self._row(int(pk)))
+
+    @extend_schema(
+        summary="Accept a duplicate suggestion: merge the pair",
+        description="The newer customer is merged into the older one, as `POST customers/{id}/merge/` would; "
+        "answers the merge's audit event (undone with `POST merges/{id}/undo/`). 409 `suggestion_decided` when "
+        "the suggestion was accepted or rejected already, and the merge's own conflicts (a tombstone on either "
+        "side, two different customer numbers). 404 for a suggestion the caller does not see.",
+        request=SuggestionAcceptInputSerializer,
+        responses={200: AuditEventSerializer},
+    )
+    @action(detail=True, methods=["post"], required_scope="merge")
+    def accept(self, request: Request, pk: str) -> Response:
+        suggestion = suggestion_get_for_user(user=request.user, suggestion_id=int(pk))
+        data = SuggestionAcceptInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        event = suggestion_accept(suggestion=suggestion.pk, actor=request.user, reason=data.validated_data["reason"])
+        return Response(AuditEventSerializer(event).data)
+
+    @extend_schema(
+        summary="Reject a duplicate suggestion",
+        description="The pair is recorded as two people (a `suggestion_rejected` audit event with the reason) and "
+        "is never suggested or linked automatically again; answers the suggestion, now `rejected`. 409 "
+        "`suggestion_decided` when it was accepted or rejected already. 404 for a suggestion the caller does "
+        "not see.",
+        request=SuggestionRejectInputSerializer,
+        responses={200: DuplicateSuggestionSerializer},
+    )
+    @action(detail=True, methods=["post"], required_scope="merge")
+    def reject(self, request: Request, pk: str) -> Response:
+        suggestion = suggestion_get_for_user(user=request.user, suggestion_id=int(pk))
+        data = SuggestionRejectInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        suggestion_reject(suggestion=suggestion.pk, actor=request.user, reason=data.validated_data["reason"])
+        return Response(self._row(suggestion.pk))

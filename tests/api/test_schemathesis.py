@@ -33,7 +33,7 @@ SEED = 20261126
 EXCLUDED_CHECKS = "positive_data_acceptance"
 # Operation tags, one group per CLI process.
 GROUPS = ["customers", "conversations", "interactions|social-identities", "channel-accounts|webhook-deliveries",
-          "merges|audit-events"]
+          "merges|audit-events", "duplicate-suggestions"]
 
 
 @pytest.mark.django_db(transaction=True)
