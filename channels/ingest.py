@@ -39,6 +39,7 @@ from conversations.services import (
     interactions_apply_statuses,
     interactions_record,
 )
+from socialcrm.events import emit
 
 from .adapters.base import CREATE_KINDS, MAX_TEXT, Direction, EventKind, InboundEvent
 from .models import ChannelAccount
@@ -236,6 +237,8 @@ def ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
         ])
         if any(r.created for r in identities.values()):
             transaction.on_commit(_schedule_scoring)
+        if recorded.inserted:
+            emit("interaction.created", {"channel_account_id": account.pk, "external_ids": list(folds)})
 
     return IngestResult(
         received=len(received),

@@ -42,6 +42,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from socialcrm.errors import Conflict
+from socialcrm.events import emit
 
 from .merge import Actor, _actor_fields
 from .models import (
@@ -320,5 +321,6 @@ def customer_erase(*, customer: Customer | int, actor: Actor, reason: str) -> Au
                    "ledger": [{"kind": row.kind, "key_hash": row.key_hash} for row in ledger]},
             **actor_fields,
         )
+        emit("customer.erased", {"customer_ids": customer_ids, "audit_event_id": event.pk})
     logger.info("erased customer %s (%d customers, event %s)", customer_ids[0], len(customer_ids), event.pk)
     return event

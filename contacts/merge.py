@@ -64,6 +64,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from socialcrm.errors import Conflict, NotFound, ServiceError
+from socialcrm.events import emit
 
 from .models import AuditEvent, ContactPoint, Customer, SocialIdentity
 
@@ -512,6 +513,7 @@ def customer_merge(*, target: Customer | int, source: Customer | int, actor: Act
             },
             **actor_fields,
         )
+        emit("customer.merged", {"target_id": target_id, "source_id": source_id, "audit_event_id": event.pk})
     logger.info("merged customer %s into %s (event %s, %d identities)", source_id, target_id, event.pk,
                 len(identity_ids))
     _suggestions_refresh([source_id, target_id])
@@ -627,6 +629,7 @@ def customer_unmerge(*, merge_event: AuditEvent | int, actor: Actor, reason: str
             **actor_fields,
         )
         AuditEvent.objects.filter(pk=event_id).mark_undone(by=undo)
+        emit("customer.unmerged", {"target_id": target_id, "source_id": source_id, "audit_event_id": undo.pk})
     logger.info("unmerged customer %s from %s (event %s undoes %s)", source_id, target_id, undo.pk, event_id)
     _suggestions_refresh([source_id, target_id])
     return undo

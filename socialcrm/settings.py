@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "contacts",
     "conversations",
     "channels.apps.ChannelsConfig",
+    "hooks",
     "console",
 ]
 
@@ -164,6 +165,9 @@ DEDUPE_AUTO_LINK = env.bool("DEDUPE_AUTO_LINK", default=False)
 # rotating the key that hashed the ledger makes its entries unmatchable, and erased people could come back.
 GDPR_LEDGER_KEY = env("GDPR_LEDGER_KEY", default="")
 
+# Outbound webhooks may target private, loopback and link-local addresses (development only: it opens SSRF).
+HOOKS_ALLOW_PRIVATE_TARGETS = env.bool("HOOKS_ALLOW_PRIVATE_TARGETS", default=False)
+
 # Celery: JSON only, late acks (every task is idempotent), one message prefetched at a time.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
@@ -187,6 +191,8 @@ CELERY_TASK_ROUTES = {
     "channels.send_outbound": {"queue": "outbound"},
     "channels.sweep_outbound": {"queue": "outbound"},
     "contacts.score_new_customers": {"queue": "default"},
+    "hooks.deliver": {"queue": "outbound"},
+    "hooks.sweep": {"queue": "outbound"},
 }
 CELERY_BEAT_SCHEDULE = {
     # Fans out one sync_account task per due channel account.
@@ -197,6 +203,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-outbound": {"task": "channels.sweep_outbound", "schedule": 60.0},
     # Scores customers left in the dedupe outbox (ingest enqueues a run per batch that created customers).
     "score-new-customers": {"task": "contacts.score_new_customers", "schedule": 60.0},
+    # Re-drives outbound webhook deliveries that are due (retries, lost tasks).
+    "sweep-webhooks": {"task": "hooks.sweep", "schedule": 60.0},
 }
 
 # How often a polled channel account is synced when nothing else is configured on it (seconds).

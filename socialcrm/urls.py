@@ -27,6 +27,7 @@ api_v1 = [
     path("", include("contacts.api.urls")),
     path("", include("conversations.api.urls")),
     path("", include("channels.api.urls")),
+    path("", include("hooks.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

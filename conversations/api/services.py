@@ -14,6 +14,7 @@ from django.utils import timezone
 from access.selectors import channel_scope_for_user
 from conversations.models import Conversation, ConversationNote, ConversationTag
 from socialcrm.errors import NotFound, ServiceError
+from socialcrm.events import emit
 
 
 def _locked(conversation_id: int) -> Conversation:
@@ -59,6 +60,7 @@ def conversation_set_status(*, conversation_id: int, status: str, now: dt.dateti
         conversation.resolved_at = now if status == Conversation.Status.RESOLVED else None
         conversation.updated_at = now
         conversation.save(update_fields=["status", "resolved_at", "updated_at"])
+        emit("conversation.status_changed", {"conversation_id": conversation.pk, "status": status})
     return conversation
 
 

@@ -33,7 +33,8 @@ SEED = 20261126
 EXCLUDED_CHECKS = "positive_data_acceptance"
 # Operation tags, one group per CLI process.
 GROUPS = ["customers", "conversations", "interactions|social-identities", "channel-accounts|webhook-deliveries",
-          "merges|audit-events", "duplicate-suggestions"]
+          "merges|audit-events", "duplicate-suggestions",
+          "webhook-subscriptions"]
 
 
 @pytest.mark.django_db(transaction=True)
