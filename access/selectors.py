@@ -20,6 +20,7 @@ import hmac
 from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
 
 from .models import ApiToken, Team
 
@@ -40,6 +41,10 @@ class ChannelScope:
     def restrict(self, ids: Iterable[int]) -> list[int]:
         """The ids among `ids` this scope allows."""
         return [i for i in ids if self.allows(i)]
+
+    def limit(self, queryset: QuerySet, field: str = "channel_account_id") -> QuerySet:
+        """`queryset` cut down to rows whose `field` (a channel account id) this scope allows."""
+        return queryset if self.unrestricted else queryset.filter(**{f"{field}__in": self.account_ids})
 
 
 NOTHING = ChannelScope(unrestricted=False)

@@ -54,11 +54,11 @@ django.setup()
 import psutil  # noqa: E402
 import redis  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.core.cache import cache  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from bench._load import SEQUENCE, LoadResult, Target, run_load  # noqa: E402
 from channels.models import ChannelAccount, WebhookDelivery  # noqa: E402
+from channels.services import DRAIN_KEY  # noqa: E402
 
 RECORDED = ROOT / "channels" / "recorded" / "nutgram" / "telegram_bot_api"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -66,8 +66,6 @@ GOAL = 0.50
 # A generator process busier than this share of its core may be what limits the rate.
 GENERATOR_LIMIT = 0.6
 HOST = "127.0.0.1"
-# The cache key `_schedule_drain` debounces with, as the Redis cache stores it.
-DRAIN_CACHE_KEY = cache.make_key("channels:drain-scheduled")
 # Kombu's Redis transport keeps a queue's messages of priority n > 0 under `<queue><PRIORITY_SEP><n>`.
 PRIORITY_SEP = "\x06\x16"
 
@@ -210,7 +208,7 @@ def ours(key: bytes) -> bool:
     """Whether a Redis key is one the server's Celery broker or cache creates: a queue, a binding, the debounce."""
     name = key.decode("latin-1")
     queues = {queue.name for queue in settings.CELERY_TASK_QUEUES}
-    return name == DRAIN_CACHE_KEY or name.startswith("_kombu.") or name.split(PRIORITY_SEP)[0] in queues
+    return name == DRAIN_KEY or name.startswith("_kombu.") or name.split(PRIORITY_SEP)[0] in queues
 
 
 def redis_check_free(client: redis.Redis, db: int) -> None:

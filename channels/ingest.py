@@ -39,6 +39,7 @@ from conversations.services import (
     interactions_apply_statuses,
     interactions_record,
 )
+from socialcrm.debounce import enqueue_once_per_window
 from socialcrm.events import emit
 
 from .adapters.base import CREATE_KINDS, MAX_TEXT, Direction, EventKind, InboundEvent
@@ -150,19 +151,8 @@ def _drop_erased(account: ChannelAccount, events: list[InboundEvent]) -> tuple[l
 
 
 def _schedule_scoring() -> None:
-    """Enqueue one `contacts.score_new_customers` run per window for the customers this batch queued.
-
-    The first batch of a window takes it in Redis (SET NX) and enqueues the run for when it closes; later batches
-    in the window find it taken. If Redis or the broker is down the customers stay queued in the database and the
-    beat sweeper scores them within a minute.
-    """
-    from .services import _redis  # the services module imports this one
-
-    try:
-        if _redis().set(_SCORING_KEY, "1", nx=True, px=int(SCORING_WINDOW * 1000)):
-            score_new_customers.apply_async(countdown=SCORING_WINDOW)
-    except Exception:  # the broker or cache being down must not fail a stored batch
-        logger.exception("could not schedule duplicate scoring; the sweeper will pick it up")
+    """One `contacts.score_new_customers` run per window for the customers the batches of that window queued."""
+    enqueue_once_per_window(score_new_customers, key=_SCORING_KEY, window=SCORING_WINDOW)
 
 
 def ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:

@@ -10,11 +10,9 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import time
 import uuid
 from collections import defaultdict
 
-import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
@@ -22,6 +20,7 @@ from django.utils import timezone
 
 from contacts.models import SocialIdentity
 from conversations.models import Conversation, Interaction
+from socialcrm.debounce import enqueue_once_per_window
 from socialcrm.errors import Conflict, NotFound, ServiceError
 
 from .adapters import adapter_class
@@ -179,11 +178,7 @@ def _pollable(platform: str) -> bool:
 
 # Deliveries stored within this many seconds of each other share one drain task.
 DRAIN_WINDOW = 1.0
-# A process that knows of a drain due at least this much later does not ask Redis again.
-DRAIN_MARGIN = 0.1
-_DRAIN_KEY = "socialcrm:channels:drain-due"
-_drain_due = 0.0
-_redis_client: redis.Redis | None = None
+DRAIN_KEY = "socialcrm:channels:drain-due"
 
 # One INSERT, committed on its own (autocommit) or with the caller's transaction.
 _INSERT_DELIVERY = """
@@ -204,38 +199,11 @@ def delivery_store(*, account_id: int, body: bytes, headers: dict[str, str]) -> 
     return delivery_id
 
 
-def _redis() -> redis.Redis:
-    global _redis_client
-    if _redis_client is None:
-        _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    return _redis_client
-
-
 def _schedule_drain() -> None:
-    """Enqueue one drain per window instead of one task per webhook.
-
-    The first delivery of a window takes the window in Redis (SET NX GET of the drain's due time) and
-    enqueues `process_deliveries` to run when it closes, so every delivery committed inside the window is in
-    the database when the drain reads it. Later deliveries learn the due time, and their process skips Redis
-    while that drain is still comfortably ahead. If Redis is down the delivery is still stored, and the beat
-    sweeper drains it within a minute.
-    """
-    global _drain_due
+    """One `process_deliveries` run per window of deliveries instead of one task per webhook."""
     from .tasks import process_deliveries  # the task module imports this one
 
-    now = time.time()
-    if now < _drain_due - DRAIN_MARGIN:
-        return
-    try:
-        due = now + DRAIN_WINDOW
-        held = _redis().set(_DRAIN_KEY, repr(due), nx=True, px=int(DRAIN_WINDOW * 1000), get=True)
-        if held is None:
-            _drain_due = due
-            process_deliveries.apply_async(countdown=DRAIN_WINDOW)
-        else:
-            _drain_due = float(held)
-    except Exception:  # the broker or cache being down must not fail a stored webhook
-        logger.exception("could not schedule a delivery drain; the sweeper will pick it up")
+    enqueue_once_per_window(process_deliveries, key=DRAIN_KEY, window=DRAIN_WINDOW)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -83,10 +83,7 @@ def conversation_list_for_user(*, user: User) -> QuerySet[Conversation]:
     queryset = Conversation.objects.annotate(customer_id=F("identity__customer_id")).prefetch_related(
         Prefetch("tags", queryset=ConversationTag.objects.order_by("name"))
     )
-    scope = channel_scope_for_user(user)
-    if not scope.unrestricted:
-        queryset = queryset.filter(channel_account_id__in=scope.account_ids)
-    return queryset
+    return channel_scope_for_user(user).limit(queryset)
 
 
 def conversation_get_for_user(*, user: User, conversation_id: int) -> Conversation:
@@ -99,10 +96,7 @@ def conversation_get_for_user(*, user: User, conversation_id: int) -> Conversati
 
 def conversation_notes_for_user(*, user: User, conversation_id: int) -> QuerySet[ConversationNote]:
     """The notes of a conversation `user` may see (NotFound otherwise)."""
-    scope = channel_scope_for_user(user)
-    conversations = Conversation.objects.filter(pk=conversation_id)
-    if not scope.unrestricted:
-        conversations = conversations.filter(channel_account_id__in=scope.account_ids)
+    conversations = channel_scope_for_user(user).limit(Conversation.objects.filter(pk=conversation_id))
     if not conversations.exists():
         raise NotFound("No such conversation.", code="not_found")
     return ConversationNote.objects.filter(conversation_id=conversation_id)
@@ -118,10 +112,7 @@ def interaction_list_for_user(*, user: User) -> QuerySet[Interaction]:
         .annotate(customer_id=F("identity__customer_id"))
         .defer("raw")
     )
-    scope = channel_scope_for_user(user)
-    if not scope.unrestricted:
-        queryset = queryset.filter(channel_account_id__in=scope.account_ids)
-    return queryset
+    return channel_scope_for_user(user).limit(queryset)
 
 
 def interaction_get_for_user(*, user: User, interaction_id: int) -> Interaction:

@@ -19,10 +19,7 @@ def channel_account_list_for_user(*, user: User) -> QuerySet[ChannelAccount]:
         has_credentials=ExpressionWrapper(Q(credentials__isnull=False), output_field=BooleanField()),
         has_webhook_secret=ExpressionWrapper(Q(webhook_secret__isnull=False), output_field=BooleanField()),
     )
-    scope = channel_scope_for_user(user)
-    if not scope.unrestricted:
-        queryset = queryset.filter(pk__in=scope.account_ids)
-    return queryset
+    return channel_scope_for_user(user).limit(queryset, "pk")
 
 
 def channel_account_get_for_user(*, user: User, account_id: int) -> ChannelAccount:
@@ -37,10 +34,7 @@ def delivery_list_for_user(*, user: User) -> QuerySet[WebhookDelivery]:
     """Webhook deliveries to the channel accounts `user` may see. Bodies and headers are not loaded (headers
     can carry a platform's shared secret); `body_size` says how big the body is."""
     queryset = WebhookDelivery.objects.defer("body", "headers").annotate(body_size=Length("body"))
-    scope = channel_scope_for_user(user)
-    if not scope.unrestricted:
-        queryset = queryset.filter(channel_account_id__in=scope.account_ids)
-    return queryset
+    return channel_scope_for_user(user).limit(queryset)
 
 
 def delivery_get_for_user(*, user: User, delivery_id: int) -> WebhookDelivery:
