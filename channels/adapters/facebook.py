@@ -60,7 +60,7 @@ import datetime as dt
 import json
 import re
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import httpx
@@ -220,6 +220,30 @@ class MetaAdapter(BaseAdapter):
     thread_prefix: ClassVar[str] = ""
 
     # -- webhooks ------------------------------------------------------------------------------------------------
+
+    def _webhook_items(self, body: dict[str, Any], object_name: str, boxes: tuple[str, ...],
+                       owner: Callable[[str], str] = str,
+                       ) -> Iterator[tuple[dict[str, Any], str, str, dict[str, Any], str]]:
+        """Every change and messaging item of a Meta webhook body whose `object` must be `object_name`.
+
+        Yields (entry, owner, box, item, where): the owner is `owner(<entry id>)`, worked out once per entry;
+        box is `changes` or one of `boxes` (`messaging`, `standby`).
+        """
+        label = self.label
+        if body.get("object") != object_name:
+            raise PayloadError(f'{label} webhook `object` is {body.get("object")!r}, expected "{object_name}"')
+        entries = body.get("entry")
+        if not isinstance(entries, list):
+            raise PayloadError(f"{label} webhook has no `entry` list")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise PayloadError(f"{label} webhook entry[{i}] is not an object")
+            entry_owner = owner(meta_id(entry, "id", f"{label} webhook entry[{i}].id"))
+            for box in ("changes", *boxes):
+                for j, item in enumerate(entry.get(box) or []):
+                    if not isinstance(item, dict):
+                        raise PayloadError(f"{label} webhook entry[{i}].{box}[{j}] is not an object")
+                    yield entry, entry_owner, box, item, f"entry[{i}].{box}[{j}]"
 
     def verify_webhook(self, request: WebhookRequest) -> None:
         """`X-Hub-Signature-256` must be `sha256=` + hex HMAC-SHA256 of the raw body with the app secret."""
@@ -493,27 +517,14 @@ class FacebookAdapter(MetaAdapter):
     # -- webhooks ----------------------------------------------------------------------------------------------
 
     def _webhook(self, body: dict[str, Any]) -> list[InboundEvent]:
-        if body.get("object") != "page":
-            raise PayloadError(f'Facebook webhook `object` is {body.get("object")!r}, expected "page"')
-        entries = body.get("entry")
-        if not isinstance(entries, list):
-            raise PayloadError("Facebook webhook has no `entry` list")
         events: list[InboundEvent] = []
-        for i, entry in enumerate(entries):
-            if not isinstance(entry, dict):
-                raise PayloadError(f"Facebook webhook entry[{i}] is not an object")
-            page_id = meta_id(entry, "id", f"Facebook webhook entry[{i}].id")
-            for j, change in enumerate(entry.get("changes") or []):
-                if not isinstance(change, dict):
-                    raise PayloadError(f"Facebook webhook entry[{i}].changes[{j}] is not an object")
-                event = self._change(change, entry, page_id, f"entry[{i}].changes[{j}]")
+        for entry, page_id, box, item, where in self._webhook_items(body, "page", ("messaging", "standby")):
+            if box == "changes":
+                event = self._change(item, entry, page_id, where)
                 if event is not None:
                     events.append(event)
-            for box in ("messaging", "standby"):
-                for j, item in enumerate(entry.get(box) or []):
-                    if not isinstance(item, dict):
-                        raise PayloadError(f"Facebook webhook entry[{i}].{box}[{j}] is not an object")
-                    events.extend(self._messaging(item, entry, page_id, f"entry[{i}].{box}[{j}]"))
+            else:
+                events.extend(self._messaging(item, entry, page_id, where))
         return events
 
     def _change(self, change: dict[str, Any], entry: dict[str, Any], page_id: str, where: str) -> InboundEvent | None:

@@ -109,26 +109,15 @@ class InstagramAdapter(MetaAdapter):
     # -- webhooks ------------------------------------------------------------------------------------------------
 
     def _webhook(self, body: dict[str, Any]) -> list[InboundEvent]:
-        if body.get("object") != "instagram":
-            raise PayloadError(f'Instagram webhook `object` is {body.get("object")!r}, expected "instagram"')
-        entries = body.get("entry")
-        if not isinstance(entries, list):
-            raise PayloadError("Instagram webhook has no `entry` list")
         events: list[InboundEvent] = []
-        for i, entry in enumerate(entries):
-            if not isinstance(entry, dict):
-                raise PayloadError(f"Instagram webhook entry[{i}] is not an object")
-            account = self._account(meta_id(entry, "id", f"Instagram webhook entry[{i}].id"))
-            for j, change in enumerate(entry.get("changes") or []):
-                if not isinstance(change, dict):
-                    raise PayloadError(f"Instagram webhook entry[{i}].changes[{j}] is not an object")
-                event = self._change(change, entry, account, f"entry[{i}].changes[{j}]")
+        for entry, account, box, item, where in self._webhook_items(body, "instagram", ("messaging",),
+                                                                     owner=self._account):
+            if box == "changes":
+                event = self._change(item, entry, account, where)
                 if event is not None:
                     events.append(event)
-            for j, item in enumerate(entry.get("messaging") or []):
-                if not isinstance(item, dict):
-                    raise PayloadError(f"Instagram webhook entry[{i}].messaging[{j}] is not an object")
-                events.extend(self._messaging(item, entry, account, f"entry[{i}].messaging[{j}]"))
+            else:
+                events.extend(self._messaging(item, entry, account, where))
         return events
 
     def _change(self, change: dict[str, Any], entry: dict[str, Any], account: str, where: str) -> InboundEvent | None:
