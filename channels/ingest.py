@@ -227,8 +227,16 @@ def ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
         ])
         if any(r.created for r in identities.values()):
             transaction.on_commit(_schedule_scoring)
+            emit("customer.created", {"channel_account_id": account.pk, "customer_ids": sorted(
+                {r.customer_id for r in identities.values() if r.created})})
         if recorded.inserted:
             emit("interaction.created", {"channel_account_id": account.pk, "external_ids": list(folds)})
+        # Edits and deletes that changed stored rows, and our replies moved on by the platform's delivery reports.
+        updated = [e for e, f in folds.items() if f.edit or f.deleted_at] if recorded.updated else []
+        updated += [e.external_id for e in statuses] if applied else []
+        if updated:
+            emit("interaction.updated",
+                 {"channel_account_id": account.pk, "external_ids": list(dict.fromkeys(updated))})
 
     return IngestResult(
         received=len(received),

@@ -22,6 +22,7 @@ from contacts.models import SocialIdentity
 from conversations.models import Conversation, Interaction
 from socialcrm.debounce import enqueue_once_per_window
 from socialcrm.errors import Conflict, NotFound, ServiceError
+from socialcrm.events import emit
 
 from .adapters import adapter_class
 from .adapters.base import (
@@ -411,9 +412,11 @@ def reply_send(*, interaction_id: int, now: dt.datetime | None = None) -> SendOu
 
 
 def _reply_settle(interaction_id: int, *, state: str, error: str) -> None:
-    Interaction.objects.filter(pk=interaction_id, delivery_state=Interaction.DeliveryState.SENDING).update(
+    settled = Interaction.objects.filter(pk=interaction_id, delivery_state=Interaction.DeliveryState.SENDING).update(
         delivery_state=state, send_error=error[:2000]
     )
+    if settled and state in (Interaction.DeliveryState.FAILED, Interaction.DeliveryState.UNKNOWN):
+        emit("interaction.updated", {"interaction_ids": [interaction_id], "delivery_state": state})
 
 
 def reply_mark_sent(*, interaction_id: int, result: SendResult) -> None:
@@ -445,6 +448,8 @@ def reply_mark_sent(*, interaction_id: int, result: SendResult) -> None:
         reply.send_error = ""
         reply.raw = raw
         reply.save(update_fields=["external_id", "delivery_state", "send_error", "raw"])
+        emit("interaction.updated", {"channel_account_id": reply.channel_account_id, "interaction_ids": [reply.pk],
+                                     "external_ids": [reply.external_id], "delivery_state": state})
 
 
 def reply_retry(*, interaction_id: int) -> Interaction:

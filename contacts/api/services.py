@@ -10,6 +10,7 @@ from django.db import transaction
 
 from contacts.models import Customer
 from socialcrm.errors import Conflict, NotFound
+from socialcrm.events import emit
 
 # The fields of a customer the API may write.
 WRITABLE_FIELDS = ("display_name", "language", "customer_number", "postal_address", "birth_date", "tags", "notes")
@@ -19,12 +20,15 @@ def customer_create(
     *, display_name: str = "", language: str = "", customer_number: str = "", postal_address: str = "",
     birth_date: dt.date | None = None, tags: list[str] | None = None, notes: str = "",
 ) -> Customer:
-    """A new customer with no identities yet."""
+    """A new customer with no identities yet; announced as `customer.created` (like a batch of ingest's, with the
+    ids in `customer_ids`) once committed."""
     with transaction.atomic():
-        return Customer.objects.create(
+        customer = Customer.objects.create(
             display_name=display_name, language=language, customer_number=customer_number,
             postal_address=postal_address, birth_date=birth_date, tags=list(tags or []), notes=notes,
         )
+        emit("customer.created", {"customer_ids": [customer.pk]})
+    return customer
 
 
 def customer_update(*, customer_id: int, changes: dict[str, Any]) -> Customer:
