@@ -46,12 +46,18 @@ STARTUP_SECONDS = 0.5
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Target:
-    """What every request of a run asks for: method, path, extra headers and body templates (used in turn)."""
+    """What every request of a run asks for: method, path, extra headers and body templates (used in turn).
+
+    `paths`, if given, are used in turn instead of `path` (a mix of queries); `rotating_headers` adds one header
+    per request, in turn (e.g. an `Authorization` per API token, to stay under a per-token rate limit).
+    """
 
     method: str
     path: str
     headers: tuple[tuple[str, str], ...] = ()
     bodies: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    rotating_headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(slots=True)
@@ -135,8 +141,9 @@ def run_load(*, host: str, port: int, target: Target, connections: int, processe
     window_at, end_at = start_at + warmup, start_at + warmup + duration
     workers = []
     for index in range(processes):
-        spec = {"host": host, "port": port, "method": target.method, "path": target.path,
-                "headers": list(target.headers), "bodies": list(target.bodies),
+        spec = {"host": host, "port": port, "method": target.method, "paths": list(target.paths or [target.path]),
+                "headers": list(target.headers), "rotating_headers": list(target.rotating_headers),
+                "bodies": list(target.bodies),
                 "connections": connections // processes + (index < connections % processes),
                 "first_n": first_n + index, "stride": processes, "start_at": start_at, "window_at": window_at,
                 "end_at": end_at}
@@ -257,9 +264,10 @@ class _Generator:
 
     def __init__(self, spec: dict) -> None:
         self.host, self.port = spec["host"], spec["port"]
-        head = f"{spec['method']} {spec['path']} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-        head += "".join(f"{name}: {value}\r\n" for name, value in spec["headers"])
-        self.head = head
+        headers = "".join(f"{name}: {value}\r\n" for name, value in spec["headers"])
+        self.heads = [f"{spec['method']} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{headers}"
+                      for path in spec["paths"]]
+        self.rotating = [f"{name}: {value}\r\n" for name, value in spec["rotating_headers"]] or [""]
         self.bodies = [body.split(SEQUENCE) for body in spec["bodies"]]
         self.connections = spec["connections"]
         self.next_n, self.stride = spec["first_n"], spec["stride"]
@@ -279,10 +287,12 @@ class _Generator:
         n = self.next_n
         self.next_n += self.stride
         self.last_n = n
+        turn = n // self.stride
+        head = self.heads[turn % len(self.heads)] + self.rotating[turn % len(self.rotating)]
         if not self.bodies:
-            return (self.head + "\r\n").encode()
-        body = str(n).join(self.bodies[(n // self.stride) % len(self.bodies)]).encode()
-        return (self.head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+            return (head + "\r\n").encode()
+        body = str(n).join(self.bodies[turn % len(self.bodies)]).encode()
+        return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
     async def connection(self) -> None:
         loop = asyncio.get_running_loop()

@@ -42,6 +42,7 @@ django.setup()
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from bench._common import drop_secondary_indexes, percentile, timed_sql  # noqa: E402
 from channels.models import ChannelAccount  # noqa: E402
 from contacts.models import SocialIdentity  # noqa: E402
 from contacts.services import customer_merge, customer_unmerge  # noqa: E402
@@ -59,42 +60,6 @@ TARGET_IDENTITIES, TARGET_CONVERSATIONS, TARGET_INTERACTIONS = 3, 30, 3_000
 GOALS_MS = {"merge": 50.0, "unmerge": 50.0, "timeline": 5.0}
 LOADED_TABLES = ("contacts_customer", "contacts_contactpoint", "contacts_socialidentity", "conversations_conversation",
                  "conversations_interaction")
-
-
-def _sql(cursor: Any, statement: str, params: dict[str, Any] | None = None) -> float:
-    start = time.perf_counter()
-    cursor.execute(statement, params or {})
-    return time.perf_counter() - start
-
-
-def _drop_secondary_indexes(cursor: Any, tables: tuple[str, ...]) -> list[str]:
-    """Drop every index and unique constraint of `tables` but the primary keys; returns the statements that
-    rebuild them exactly (definitions read from the catalog)."""
-    cursor.execute(
-        """
-        SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid)
-        FROM pg_constraint c WHERE c.conrelid = ANY(%s::regclass[]) AND c.contype = 'u'
-        """,
-        [list(tables)],
-    )
-    constraints = cursor.fetchall()
-    cursor.execute(
-        """
-        SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
-        FROM pg_index i
-        WHERE i.indrelid = ANY(%s::regclass[]) AND NOT i.indisprimary
-          AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
-        """,
-        [list(tables)],
-    )
-    indexes = cursor.fetchall()
-    restore = [f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}' for table, name, definition in constraints]
-    restore += [definition for _, definition in indexes]
-    for table, name, _ in constraints:
-        cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-    for name, _ in indexes:
-        cursor.execute(f"DROP INDEX {name}")
-    return restore
 
 
 def build(interactions: int, *, keep_indexes: bool) -> dict[str, Any]:
@@ -132,8 +97,8 @@ def build(interactions: int, *, keep_indexes: bool) -> dict[str, Any]:
         cursor.execute("SET synchronous_commit = off")
         cursor.execute("SET session_replication_role = replica")
         cursor.execute("SET maintenance_work_mem = '256MB'")
-        restore = [] if keep_indexes else _drop_secondary_indexes(cursor, LOADED_TABLES)
-        phases["customers"] = _sql(cursor, """
+        restore = [] if keep_indexes else drop_secondary_indexes(cursor, LOADED_TABLES)
+        phases["customers"] = timed_sql(cursor, """
             INSERT INTO contacts_customer (id, created_at, updated_at, display_name, postal_address, language,
                                            customer_number, tags, notes)
             SELECT c, %(t0)s, %(t0)s,
@@ -147,7 +112,7 @@ def build(interactions: int, *, keep_indexes: bool) -> dict[str, Any]:
                    CASE c WHEN %(source)s THEN 'Will kündigen.' WHEN %(target)s THEN 'Ruft oft an.' ELSE '' END
             FROM generate_series(1, %(target)s) c
             """, params)
-        phases["contact points"] = _sql(cursor, """
+        phases["contact points"] = timed_sql(cursor, """
             INSERT INTO contacts_contactpoint (created_at, updated_at, customer_id, kind, value, normalized,
                                                verified_at, verified_by)
             SELECT %(t0)s, %(t0)s, c, 'email', 'kunde' || c || '@example.org', 'kunde' || c || '@example.org',
@@ -160,7 +125,7 @@ def build(interactions: int, *, keep_indexes: bool) -> dict[str, Any]:
             UNION ALL
             SELECT %(t0)s, %(t0)s, %(source)s, 'phone', '+4915112345678', '+4915112345678', %(t0)s, 'whatsapp'
             """, params)
-        phases["identities"] = _sql(cursor, """
+        phases["identities"] = timed_sql(cursor, """
             INSERT INTO contacts_socialidentity (id, customer_id, platform, scope, external_id, handle, display_name,
                                                  avatar_url, profile_url, first_seen_at, last_seen_at, raw_profile)
             SELECT i,
@@ -170,7 +135,7 @@ def build(interactions: int, *, keep_indexes: bool) -> dict[str, Any]:
                    %(t0)s, %(t0)s, '{}'
             FROM generate_series(1, %(all_identities)s) i
             """, params)
-        phases["conversations"] = _sql(cursor, f"""
+        phases["conversations"] = timed_sql(cursor, f"""
             INSERT INTO conversations_conversation (id, created_at, updated_at, channel_account_id, thread_key,
                                                     identity_id, status, priority, first_inbound_at,
                                                     last_activity_at)
@@ -185,7 +150,7 @@ def build(interactions: int, *, keep_indexes: bool) -> dict[str, Any]:
             ("s", SOURCE_INTERACTIONS, first_source_conversation, SOURCE_CONVERSATIONS),
             ("t", TARGET_INTERACTIONS, first_target_conversation, TARGET_CONVERSATIONS),
         ):
-            spent += _sql(cursor, f"""
+            spent += timed_sql(cursor, f"""
                 INSERT INTO conversations_interaction (channel_account_id, conversation_id, identity_id, direction,
                     kind, external_id, text, occurred_at, received_at, reply_to_external_id, attachments, raw,
                     is_stub)
@@ -214,11 +179,6 @@ def build(interactions: int, *, keep_indexes: bool) -> dict[str, Any]:
         phases["vacuum, analyze"] = time.perf_counter() - start
     return {"source": source_id, "target": target_id, "phases": phases}
 
-
-def percentile(values: list[float], share: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(share * len(ordered) + 0.5) - 1))]
 
 
 def reachable(customer_id: int) -> int:

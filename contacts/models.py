@@ -2,10 +2,10 @@
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models import F, Func, Q, Value
-from django.db.models.functions import Lower, Now, Right
+from django.db.models.functions import Lower, Now, Right, Upper
 
 from socialcrm.models import TimeStampedModel
 
@@ -40,6 +40,9 @@ class Customer(TimeStampedModel):
             # Only tombstones point anywhere; live customers (nearly all rows) stay out of this index.
             models.Index(fields=["merged_into"], name="customer_merged_into_idx",
                          condition=Q(merged_into__isnull=False)),
+            # Search (`contacts.api.selectors.customers_search`): trigrams of the same expression an `icontains`
+            # lookup compares, UPPER(display_name), so "%fragment%" is an index scan, not a scan of every row.
+            GinIndex(OpClass(Upper("display_name"), name="gin_trgm_ops"), name="customer_name_trgm_idx"),
         ]
 
     def __str__(self) -> str:
@@ -80,6 +83,8 @@ class ContactPoint(TimeStampedModel):
                 name="contactpoint_email_local_idx", condition=Q(kind="email"),
             ),
             models.Index(Right("normalized", 8), name="contactpoint_phone_last8_idx", condition=Q(kind="phone")),
+            # Search: e-mail fragments (`normalized` is lower-cased already) and phone number endings.
+            GinIndex(OpClass("normalized", name="gin_trgm_ops"), name="contactpoint_trgm_idx"),
         ]
 
     def __str__(self) -> str:
@@ -121,6 +126,11 @@ class SocialIdentity(models.Model):
                      Value("@._-"), Value(""), function="translate", output_field=models.TextField()),
                 name="identity_handle_key_idx", condition=~Q(handle=""),
             ),
+            # Search (`contacts.api.selectors.customers_search`): name and handle fragments, as UPPER(...) like
+            # the `icontains` lookup, and a platform user id given whole (the unique key starts with platform).
+            GinIndex(OpClass(Upper("display_name"), name="gin_trgm_ops"), name="identity_name_trgm_idx"),
+            GinIndex(OpClass(Upper("handle"), name="gin_trgm_ops"), name="identity_handle_trgm_idx"),
+            models.Index(fields=["external_id"], name="identity_external_id_idx"),
         ]
 
     def __str__(self) -> str:

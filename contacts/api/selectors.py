@@ -25,6 +25,9 @@ _identity_scopes: list[IdentityScope] = []
 # How many merges deep a tombstone is followed to its survivor.
 MAX_MERGE_HOPS = 10
 
+# The shortest text a search matches inside names, handles and e-mail addresses (a trigram's length).
+MIN_FRAGMENT = 3
+
 User = AbstractBaseUser | AnonymousUser
 
 
@@ -106,6 +109,17 @@ def identity_list_for_user(*, user: User) -> QuerySet[SocialIdentity]:
     return queryset
 
 
+def _fragment(field: str, text: str) -> Q:
+    """`field` contains `text` (case-insensitive) when `text` is long enough for the trigram index, else equals it.
+
+    The lookups compile to UPPER(field) LIKE / = UPPER(text), the expression the trigram indexes are built on
+    (contacts/models.py). A fragment under `MIN_FRAGMENT` characters holds no whole trigram, so a "contains"
+    would read the whole index; whole values are still found.
+    """
+    lookup = "icontains" if len(text) >= MIN_FRAGMENT else "iexact"
+    return Q(**{f"{field}__{lookup}": text})
+
+
 def customers_search(queryset: QuerySet[Customer], text: str) -> QuerySet[Customer]:
     """Customers matching `text`, by any of:
 
@@ -115,22 +129,34 @@ def customers_search(queryset: QuerySet[Customer], text: str) -> QuerySet[Custom
     - phone numbers: the digits of `text` (leading zeros dropped, at least 4) end the stored E.164 number,
       so "0170 1234567" finds "+491701234567";
     - customer numbers and platform user ids: exact.
+
+    Names, handles and e-mail addresses need `MIN_FRAGMENT` (3) characters for "contains": shorter text finds
+    them only whole ("Li" finds a customer named "li", not "Lisa"), because a fragment without a whole trigram
+    cannot use the trigram indexes and would read every row.
+
+    Each way of matching is a query of its own on its own index (trigram GIN indexes for the fragments, B-trees
+    for the exact values), and the customer ids they find are combined with UNION ALL: conditions on
+    different tables joined by OR would make PostgreSQL read every customer. The caller's filters (the team's
+    visibility, tombstones) and the list's order and cursor apply on top, to the matching customers only.
     """
     text = text.strip()
     if not text:
         return queryset
     handle = text.lstrip("@") or text
-    identity = Q(display_name__icontains=text) | Q(handle__icontains=handle) | Q(external_id=text)
-    contact = Q(kind=ContactPoint.Kind.EMAIL, normalized__icontains=text.lower())
+    identity = _fragment("display_name", text) | _fragment("handle", handle) | Q(external_id=text)
+    email = text.lower()
+    contact = Q(kind=ContactPoint.Kind.EMAIL) & (
+        Q(normalized__contains=email) if len(email) >= MIN_FRAGMENT else Q(normalized=email)
+    )
     digits = re.sub(r"\D", "", text).lstrip("0")
     if len(digits) >= 4 and not re.search(r"[^\d\s()+\-./]", text):
         contact |= Q(kind=ContactPoint.Kind.PHONE, normalized__endswith=digits)
-    return queryset.filter(
-        Q(display_name__icontains=text)
-        | Q(customer_number=text)
-        | Exists(SocialIdentity.objects.filter(identity, customer_id=OuterRef("pk")))
-        | Exists(ContactPoint.objects.filter(contact, customer_id=OuterRef("pk")))
+    matching = (
+        Customer.objects.filter(_fragment("display_name", text) | Q(customer_number=text)).values("pk")
+        .union(SocialIdentity.objects.filter(identity).values("customer_id"),
+               ContactPoint.objects.filter(contact).values("customer_id"), all=True)
     )
+    return queryset.filter(pk__in=matching)
 
 
 def customer_in_view_or_404(*, user: User, customer_id: int, field: str | None = None) -> int:

@@ -48,6 +48,52 @@ def test_q_finds_nothing_outside_the_callers_teams(world, client_for):
         assert ids(client.get("/api/v1/customers/", {"q": q})) == []
 
 
+def _searchable(world: World, name: str, *, handle: str = "", email: str = "", minutes: int = 0) -> Customer:
+    """A customer on team alpha's account with this name (customer and identity), handle and e-mail."""
+    who = 9000 + Customer.objects.count()
+    ingest(world.a.account, [post(f"search-{who}", who=who, minutes=minutes,
+                                  author=author(who, handle=handle, display_name=name))])
+    customer = SocialIdentity.objects.get(external_id=f"u{who}").customer
+    Customer.objects.filter(pk=customer.pk).update(display_name=name)
+    if email:
+        ContactPoint.objects.create(customer=customer, kind="email", value=email, normalized=email.lower())
+    return customer
+
+
+def test_q_under_three_characters_matches_whole_names_handles_and_addresses_only(world, client_for):
+    li = _searchable(world, "Li", handle="li")
+    lisa = _searchable(world, "Lisa Li-Wagner", handle="lisa_li", email="li@example.org")
+    client = client_for(world.admin)
+
+    assert ids(client.get("/api/v1/customers/", {"q": "Li"})) == [li.pk]  # not "Lisa Li-Wagner"
+    assert ids(client.get("/api/v1/customers/", {"q": "@LI"})) == [li.pk]
+    assert set(ids(client.get("/api/v1/customers/", {"q": "Lisa"}))) == {lisa.pk}
+    assert set(ids(client.get("/api/v1/customers/", {"q": "li@"}))) == {lisa.pk}  # three characters: contains
+    assert ids(client.get("/api/v1/customers/", {"q": "x"})) == []
+
+
+def test_q_lists_each_match_once_newest_first_and_pages_with_the_cursor(world, client_for):
+    # Matches by name, by identity name, by handle and by e-mail; the first by all of them at once.
+    everywhere = _searchable(world, "Schmidt", handle="schmidt_k", email="schmidt@example.org", minutes=1)
+    by_handle = _searchable(world, "Karl", handle="karl.schmidt", minutes=2)
+    by_email = _searchable(world, "K. S.", email="k.schmidt@example.org", minutes=3)
+    by_name = _searchable(world, "Anna Schmidt-Berg", minutes=4)
+    _searchable(world, "Schmitt", handle="schmitt", email="schmitt@example.org")  # no match
+    stamps = {c.pk: n for n, c in enumerate([everywhere, by_handle, by_email, by_name])}
+    for pk, n in stamps.items():
+        Customer.objects.filter(pk=pk).update(updated_at=timezone.now() - dt.timedelta(hours=n))
+    client = client_for(world.a.agent)
+
+    seen, url = [], "/api/v1/customers/?q=schmidt&page_size=1"
+    while url:
+        page = client.get(url).json()
+        seen += [row["id"] for row in page["results"]]
+        url = page["next"]
+
+    assert seen == sorted(stamps, key=stamps.get)  # newest change first, each once
+    assert ids(client_for(world.b.agent).get("/api/v1/customers/", {"q": "schmidt"})) == []
+
+
 def test_customers_filter_by_number_tag_and_change_time(world, client_for):
     Customer.objects.filter(pk=world.a.customer.pk).update(tags=["vip"])
     Customer.objects.filter(pk=world.b.customer.pk).update(updated_at=timezone.now() - dt.timedelta(days=3))
