@@ -22,16 +22,13 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import random
 import secrets
-import socket
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -41,6 +38,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from socialcrm.errors import Conflict, NotFound, ServiceError
+from socialcrm.netguard import UrlRefused, public_url_check
 
 from .models import EventType, OutboundEvent, WebhookSubscription
 
@@ -60,50 +58,16 @@ USER_AGENT = "socialcrm-webhooks/1"
 # --- SSRF guard ----------------------------------------------------------------------------------------------
 
 
-def _refused_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-            or ip.is_unspecified or not ip.is_global)
-
-
-def _resolve(host: str, port: int) -> list[str]:
-    """The addresses `host` resolves to (an IP literal resolves to itself)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({info[4][0] for info in infos})
-
-
 def url_check(url: str) -> list[str]:
-    """Refuse (400 naming `url`) a target that is not plain http(s) or resolves to a non-public address.
+    """Refuse (400 naming `url`) a target that is not plain http(s) or resolves to a non-public address
+    (`socialcrm.netguard`; HOOKS_ALLOW_PRIVATE_TARGETS lifts the address check for development).
 
     Returns the addresses the host resolved to.
     """
-    def refuse(detail: str, code: str = "url_refused") -> ServiceError:
-        return ServiceError(detail, code=code, field="url")
-
     try:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise refuse("Not a valid URL.", "url_invalid") from None
-    if parts.scheme not in ("http", "https"):
-        raise refuse("Only http and https URLs are allowed.", "url_invalid")
-    if parts.username is not None or parts.password is not None:
-        raise refuse("A URL must not carry credentials; the body is signed instead.", "url_invalid")
-    host = parts.hostname
-    if not host:
-        raise refuse("The URL has no host.", "url_invalid")
-    try:
-        addresses = _resolve(host, port)
-    except (OSError, UnicodeError):
-        raise refuse(f"The host {host!r} cannot be resolved.", "url_unresolvable") from None
-    if settings.HOOKS_ALLOW_PRIVATE_TARGETS:
-        return addresses
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if _refused_address(ip):
-            raise refuse(f"The host {host!r} resolves to a private, loopback, link-local or reserved address.")
-    return addresses
+        return public_url_check(url, allow_private=settings.HOOKS_ALLOW_PRIVATE_TARGETS)
+    except UrlRefused as exc:
+        raise ServiceError(str(exc), code=exc.code, field="url") from None
 
 
 # --- subscriptions -------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from contacts.merge import customer_merge
 from contacts.models import Customer
 from hooks import services
 from hooks.models import OutboundEvent, WebhookSubscription
+from socialcrm import netguard
 from socialcrm.errors import ServiceError
 from socialcrm.events import emit
 from tests.channels.factories import post
@@ -167,10 +168,10 @@ def test_send_time_check_refuses_a_host_that_now_resolves_to_a_private_address(
     enqueued, django_capture_on_commit_callbacks, monkeypatch, settings
 ) -> None:
     settings.HOOKS_ALLOW_PRIVATE_TARGETS = False
-    monkeypatch.setattr(services, "_resolve", lambda host, port: ["93.184.216.34"])
+    monkeypatch.setattr(netguard, "resolve", lambda host, port: ["93.184.216.34"])
     _subscribe("https://hooks.example.com/in")
     [row] = _emit(django_capture_on_commit_callbacks)
-    monkeypatch.setattr(services, "_resolve", lambda host, port: ["10.0.0.5"])
+    monkeypatch.setattr(netguard, "resolve", lambda host, port: ["10.0.0.5"])
     sent = []
     monkeypatch.setattr(services.httpx.Client, "post", lambda *a, **k: sent.append(a))
 
