@@ -16,8 +16,10 @@ RUN pip install -r requirements.txt
 
 COPY . .
 
-# Collected into /app/staticfiles (DJANGO_STATIC_ROOT) for a reverse proxy to serve. Settings refuse to load without
-# their required variables; these placeholders exist only for this build step and reach no server.
+# Collected into /app/staticfiles (DJANGO_STATIC_ROOT) with content-hashed, pre-compressed copies, which the app
+# serves itself (WhiteNoise) with far-future cache headers. Settings refuse to load without their required
+# variables; these placeholders exist only for this build step and reach no server.
+ENV DJANGO_STATICFILES_STORAGE=whitenoise.storage.CompressedManifestStaticFilesStorage
 RUN DJANGO_SECRET_KEY=collectstatic-only \
     DJANGO_FIELD_ENCRYPTION_KEYS=collectstatic-only-placeholder-not-a-key \
     DATABASE_URL=postgres://collectstatic@localhost/collectstatic \

@@ -22,6 +22,8 @@ class Team(TimeStampedModel):
     class Meta:
         permissions = [
             ("view_all_channels", "Can see every channel account and customer, whatever the teams"),
+            ("merge_customers", "Can merge customers and undo merges"),
+            ("handle_gdpr_requests", "Can export and erase a customer's data (GDPR)"),
         ]
 
     def __str__(self) -> str:

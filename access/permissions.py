@@ -3,7 +3,8 @@
 Every view requires a scope: `read` for safe methods and `write` for the others, unless the view says
 otherwise (`read_scope`, `write_scope`) or an action names its own (`@action(..., required_scope="merge")`).
 A token has the scopes it was created with. A user logged in by session (the console) has `read` and
-`write`, and a superuser every scope.
+`write`, `merge` with the permission `access.merge_customers`, `gdpr` with `access.handle_gdpr_requests` (the
+"CRM staff" group has both), and a superuser every scope.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
     from rest_framework.views import APIView
 
 SESSION_SCOPES = frozenset({Scope.READ.value, Scope.WRITE.value})
+# Scopes a session user holds through a permission (given by a group such as "CRM staff").
+PERMISSION_SCOPES = {
+    Scope.MERGE.value: "access.merge_customers",
+    Scope.GDPR.value: "access.handle_gdpr_requests",
+}
 
 
 def scopes_of(request: Request) -> frozenset[str]:
@@ -30,7 +36,9 @@ def scopes_of(request: Request) -> frozenset[str]:
     user = request.user
     if user is None or not user.is_authenticated or not user.is_active:
         return frozenset()
-    return frozenset(Scope.values) if user.is_superuser else SESSION_SCOPES
+    if user.is_superuser:
+        return frozenset(Scope.values)
+    return SESSION_SCOPES | {scope for scope, perm in PERMISSION_SCOPES.items() if user.has_perm(perm)}
 
 
 def required_scope(request: Request, view: APIView) -> str:

@@ -1,4 +1,4 @@
-"""Writes of the access app: creating and revoking API tokens."""
+"""Writes of the access app: creating and revoking API tokens; the console's groups."""
 
 from __future__ import annotations
 
@@ -69,3 +69,41 @@ def api_token_touch(*, token: ApiToken, now: dt.datetime | None = None) -> None:
     if token.last_used_at is None or token.last_used_at + LAST_USED_RESOLUTION < now:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
+
+
+# The console's roles. Agents see the channel accounts of their teams and answer there; CRM staff see every
+# customer and may merge, undo merges and answer GDPR requests; admins may also manage channel accounts, teams and
+# tokens in the Django admin. Membership in a team (channel accounts) is separate from the role.
+GROUP_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "Agents": (),
+    "CRM staff": ("access.view_all_channels", "access.merge_customers", "access.handle_gdpr_requests"),
+    "Admins": (
+        "access.view_all_channels", "access.merge_customers", "access.handle_gdpr_requests",
+        "access.add_team", "access.change_team", "access.view_team",
+        "access.add_apitoken", "access.change_apitoken", "access.view_apitoken",
+        "channels.add_channelaccount", "channels.change_channelaccount", "channels.view_channelaccount",
+    ),
+}
+
+
+def groups_ensure(sender: object = None, using: str = "default", **kwargs: object) -> None:
+    """Create the console's groups with their permissions; idempotent (a `post_migrate` receiver).
+
+    Permissions an admin added to a group by hand are kept; missing ones are added.
+    """
+    from django.apps import apps
+    from django.contrib.auth.models import Group, Permission
+
+    last_app = [config for config in apps.get_app_configs() if config.models_module][-1]
+    if sender is not None and sender is not last_app:  # once per migrate, after every app's permissions exist
+        return
+    wanted = {p for perms in GROUP_PERMISSIONS.values() for p in perms}
+    found = {
+        f"{app}.{codename}": pk
+        for pk, app, codename in Permission.objects.using(using)
+        .filter(codename__in=[p.split(".", 1)[1] for p in wanted])
+        .values_list("pk", "content_type__app_label", "codename")
+    }
+    for name, perms in GROUP_PERMISSIONS.items():
+        group, _ = Group.objects.using(using).get_or_create(name=name)
+        group.permissions.add(*[found[p] for p in perms if p in found])

@@ -86,6 +86,10 @@ class WebhookDelivery(models.Model):
         indexes = [
             models.Index(fields=["received_at", "id"], name="delivery_pending_idx", condition=Q(state="pending")),
             models.Index(fields=["channel_account", "-received_at"], name="delivery_account_idx"),
+            # The console's channel health page lists each account's latest failures: a handful of rows among
+            # millions of processed ones.
+            models.Index(fields=["channel_account", "-received_at", "-id"], name="delivery_failed_idx",
+                         condition=Q(state="failed")),
         ]
 
     def __str__(self) -> str:

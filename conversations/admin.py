@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Conversation, Interaction
+from .models import CannedResponse, Conversation, Interaction
 
 
 @admin.register(Conversation)
@@ -16,3 +16,9 @@ class InteractionAdmin(admin.ModelAdmin):
     list_filter = ["kind", "direction"]
     raw_id_fields = ["conversation", "identity"]
     show_full_result_count = False
+
+
+@admin.register(CannedResponse)
+class CannedResponseAdmin(admin.ModelAdmin):
+    list_display = ["title", "shortcut", "updated_at"]
+    search_fields = ["title", "shortcut", "text"]

@@ -25,6 +25,10 @@ User = AbstractBaseUser | AnonymousUser
 # same whether the customer's identities hold a hundred interactions or a hundred thousand. A plain
 # `identity_id IN (...) ORDER BY ...` has to read and sort every row of every identity instead. Only the keys
 # travel through the merge; the page's rows are read once at the end, without the raw platform payload.
+# For a user who sees some channel accounts, only identities with a conversation on one of them are scanned
+# (the rule that makes a customer visible at all, `identities_in_view_of_accounts`): an identity whose history
+# lies on hidden accounts would otherwise be read to its end to find nothing (16.8 ms -> 0.8 ms for a customer
+# with 50,000 interactions, bench/console.py).
 _TIMELINE_COLUMNS = ", ".join(
     f"i.{f.column}" for f in Interaction._meta.concrete_fields if f.name != "raw"
 )
@@ -41,6 +45,9 @@ FROM (
         LIMIT %(limit)s
     ) x
     WHERE si.customer_id = %(customer_id)s
+      AND (%(accounts)s::bigint[] IS NULL OR EXISTS (
+          SELECT 1 FROM conversations_conversation c
+          WHERE c.identity_id = si.id AND c.channel_account_id = ANY(%(accounts)s::bigint[])))
     ORDER BY x.occurred_at DESC, x.id DESC
     LIMIT %(limit)s
 ) page

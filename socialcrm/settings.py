@@ -4,6 +4,7 @@ Every deploy-specific value comes from the environment (see `.env.example`). Req
 default, so a missing one stops start-up. `./dev run` and `./dev test` supply local defaults.
 """
 
+import warnings
 from pathlib import Path
 
 import environ
@@ -35,6 +36,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "django_htmx",
     "access",
     "contacts",
     "conversations",
@@ -45,12 +47,17 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "console.middleware.ContentSecurityPolicyMiddleware",
+    "console.middleware.AgentTimeZoneMiddleware",
 ]
 
 ROOT_URLCONF = "socialcrm.urls"
@@ -66,6 +73,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+                "django.template.context_processors.tz",
             ],
         },
     },
@@ -109,6 +118,33 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+# WhiteNoise serves static files from the app server itself (no separate web server needed). A deployment that
+# runs `collectstatic` may set DJANGO_STATICFILES_STORAGE=whitenoise.storage.CompressedManifestStaticFilesStorage
+# for content-hashed names cached for a year; the default needs no collectstatic step.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": env("DJANGO_STATICFILES_STORAGE",
+                       default="django.contrib.staticfiles.storage.StaticFilesStorage"),
+    },
+}
+# Without collectstatic (development, tests) WhiteNoise finds files through the finders, as runserver does, and
+# a missing STATIC_ROOT is expected rather than worth a warning.
+WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles")
+
+# The agent console (console/): Django's login, the agent's language from the browser or the switcher, and a
+# strict Content-Security-Policy on every console page (console/middleware.py).
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "console:inbox"
+LOGOUT_REDIRECT_URL = "console:login"
+LOCALE_PATHS = [BASE_DIR / "console" / "locale"]
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# The avatar proxy (console/avatars.py) may fetch from private, loopback and link-local addresses (development and
+# tests only: it opens SSRF).
+CONSOLE_AVATAR_ALLOW_PRIVATE = env.bool("CONSOLE_AVATAR_ALLOW_PRIVATE", default=False)
 
 # The REST API under /api/v1/ (socialcrm/api/): bearer tokens (access app) or the console's session, a scope
 # per request, keyset pagination, one error shape, a rate limit per token.
