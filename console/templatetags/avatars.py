@@ -8,6 +8,7 @@ from typing import Any
 
 from django import template
 from django.urls import reverse
+from django.utils.html import format_html
 
 register = template.Library()
 
@@ -19,12 +20,14 @@ def initials(name: str) -> str:
     return letters or "?"
 
 
-@register.inclusion_tag("console/partials/avatar.html")
-def avatar(identity: Any, size: str = "md") -> dict[str, Any]:
+@register.simple_tag
+def avatar(identity: Any, size: str = "md") -> str:
+    """The badge's HTML (built here rather than by an included template: an inbox page renders 50 of them)."""
     name = getattr(identity, "display_name", "") or getattr(identity, "handle", "") or ""
-    has_picture = bool(getattr(identity, "avatar_url", "")) and getattr(identity, "pk", None) is not None
-    return {
-        "initials": initials(name),
-        "src": reverse("console:avatar", args=[identity.pk]) if has_picture else "",
-        "size": size if size in ("sm", "md", "lg") else "md",
-    }
+    size = size if size in ("sm", "md", "lg") else "md"
+    picture = ""
+    if getattr(identity, "avatar_url", "") and getattr(identity, "pk", None) is not None:
+        picture = format_html('<img src="{}" alt="" loading="lazy" decoding="async" data-avatar>',
+                              reverse("console:avatar", args=[identity.pk]))
+    return format_html('<span class="avatar avatar-{}" aria-hidden="true"><span class="avatar-initials">{}</span>{}'
+                       "</span>", size, initials(name), picture)
