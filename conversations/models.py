@@ -8,10 +8,10 @@ of `channels`, but its tables do reference the channel account table.
 """
 
 from django.conf import settings
-from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
 from socialcrm.models import TimeStampedModel
@@ -168,8 +168,10 @@ class Interaction(models.Model):
             # The outbox: replies still on their way (a handful of rows, so inbound inserts never touch it).
             models.Index(fields=["send_started_at"], name="interaction_outbox_idx",
                          condition=Q(delivery_state__in=["queued", "sending", "unknown"])),
-            # Message text search: `text__icontains` runs as UPPER(text) LIKE UPPER('%...%'), which trigrams answer.
-            GinIndex(OpClass(Upper("text"), name="gin_trgm_ops"), name="interaction_text_trgm_idx"),
+            # Message text search (the console): the words of the text, unstemmed ('simple': messages come in every
+            # language), for word and word-prefix queries. A trigram index would also answer any fragment, but
+            # made every ingest batch several times slower (bench/ingest.py: 8,300 -> 2,500 events/s).
+            GinIndex(SearchVector("text", config="simple"), name="interaction_text_words_idx"),
         ]
 
     def __str__(self) -> str:

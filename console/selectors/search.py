@@ -2,9 +2,8 @@
 
 Customers come from `contacts.api.selectors.customers_search` over `customer_list_for_user`, the API's own search, so
 the console and `GET /api/v1/customers/?q=` find the same people. Messages come from `interaction_list_for_user`
-matching `UPPER(text) LIKE UPPER('%q%')`: by walking the newest rows for a common word, else through the trigram
-index `interaction_text_trgm_idx` on `UPPER(text)` (conversations migration 0006; see `_MESSAGE_IDS_SQL`), which
-needs at least three characters of query (a trigram), so shorter queries search customers only.
+holding every word of q (as a word or the start of one), through the index of the texts' words (conversations
+migration 0008; see `message_ids`); queries shorter than three characters search customers only.
 
 Both lists are capped (no pagination): search is for finding someone, the profile and the inbox are for reading.
 Each costs a fixed number of queries: customers with their identities and contact points (three), messages in two
@@ -14,12 +13,12 @@ Each costs a fixed number of queries: customers with their identities and contac
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import connection
-from django.db.models import F
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.db.models import F, QuerySet
 
-from access.selectors import channel_scope_for_user
 from contacts.api.selectors import customer_list_for_user, customers_search
 from contacts.models import Customer, SocialIdentity
 from conversations.models import Interaction
@@ -30,7 +29,7 @@ from .customers import KIND_LABELS, conversation_url, initials
 User = AbstractBaseUser | AnonymousUser
 
 MIN_QUERY = 2
-MIN_MESSAGE_QUERY = 3  # a trigram: what the text index can answer
+MIN_MESSAGE_QUERY = 3  # shorter prefixes match too many words to be worth it
 MAX_QUERY = 200
 CUSTOMER_LIMIT = 25
 MESSAGE_LIMIT = 50
@@ -95,36 +94,38 @@ def customer_results(*, user: User, query: str) -> list[Customer]:
     return rows
 
 
-# The newest matches by arrival (primary key), which leaves the plan to PostgreSQL's estimate of how many rows
-# match: a word in many messages ("Rechnung" in one of eight) walks the primary key backwards and stops at the
-# 50th match (the trigram index would hand over hundreds of thousands of candidates to check and sort: 0.8 to
-# 1.2 s at 2,000,000 interactions); a rare word goes through the trigram index, which is fast exactly when
-# matches are few. The page then shows them by the platform's time.
-_MESSAGE_IDS_SQL = f"""
-SELECT id FROM {Interaction._meta.db_table}
-WHERE UPPER(text) LIKE UPPER(%(pattern)s) AND NOT is_stub
-  AND (%(accounts)s::bigint[] IS NULL OR channel_account_id = ANY(%(accounts)s::bigint[]))
-ORDER BY id DESC
-LIMIT %(limit)s
-"""
+MAX_WORDS = 8
 
 
-def _like_pattern(query: str) -> str:
-    escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+def message_words(query: str) -> list[str]:
+    """The words of `query` a message must contain (each as a word or the start of one), lower-cased."""
+    return [w for w in re.findall(r"\w+", query.lower()) if w.strip("_")][:MAX_WORDS]
+
+
+def message_ids(*, user: User, words: list[str], limit: int = MESSAGE_LIMIT) -> QuerySet[Interaction]:
+    """The ids of the newest (by arrival: primary key) interactions `user` sees that hold every word of `words`.
+
+    The words of a message are indexed (`interaction_text_words_idx`, to_tsvector('simple', text)); each query
+    word matches a word of the text or the start of one (`rech` finds "Rechnung"). The order by primary key leaves
+    the plan to PostgreSQL's estimate of how many rows match: a word in many messages ("Rechnung" in one of eight)
+    walks the primary key backwards and stops at the limit, a rare one goes through the index, which is fast
+    exactly when matches are few.
+    """
+    tsquery = " & ".join(f"{word}:*" for word in words)  # only \w characters: nothing of tsquery's syntax
+    return (
+        interaction_list_for_user(user=user)
+        .annotate(words=SearchVector("text", config="simple"))
+        .filter(words=SearchQuery(tsquery, search_type="raw", config="simple"))
+        .order_by("-pk")
+        .values_list("pk", flat=True)[:limit]
+    )
 
 
 def message_results(*, user: User, query: str) -> list[Interaction]:
-    """Interactions `user` sees whose text contains `query` (ignoring case), newest first: two queries."""
-    if len(query) < MIN_MESSAGE_QUERY:
-        return []
-    scope = channel_scope_for_user(user)
-    with connection.cursor() as cursor:
-        cursor.execute(_MESSAGE_IDS_SQL, {
-            "accounts": None if scope.unrestricted else sorted(scope.account_ids),
-            "pattern": _like_pattern(query), "limit": MESSAGE_LIMIT,
-        })
-        ids = [row[0] for row in cursor.fetchall()]
+    """Interactions `user` sees that contain the words of `query` (or words starting so), newest first: two
+    queries."""
+    words = message_words(query) if len(query) >= MIN_MESSAGE_QUERY else []
+    ids = list(message_ids(user=user, words=words)) if words else []
     rows = list(
         interaction_list_for_user(user=user).filter(pk__in=ids)
         .annotate(platform=F("channel_account__platform"), account_name=F("channel_account__name"),
@@ -134,7 +135,7 @@ def message_results(*, user: User, query: str) -> list[Interaction]:
         .order_by("-occurred_at", "-id")
     ) if ids else []
     for row in rows:
-        row.segments = snippet(row.text, query)
+        row.segments = snippet(row.text, query) if query.lower() in row.text.lower() else snippet(row.text, words[0])
         row.kind_label = KIND_LABELS.get(row.kind, row.kind)
         row.is_private = row.kind == Interaction.Kind.DIRECT_MESSAGE
         row.conversation_url = conversation_url(row.conversation_id) if row.conversation_id else ""
