@@ -16,7 +16,7 @@ import dataclasses
 import re
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.contrib.postgres.search import SearchQuery
 from django.db.models import F, QuerySet
 
 from contacts.api.selectors import customer_list_for_user, customers_search
@@ -105,7 +105,7 @@ def message_words(query: str) -> list[str]:
 def message_ids(*, user: User, words: list[str], limit: int = MESSAGE_LIMIT) -> QuerySet[Interaction]:
     """The ids of the newest (by arrival: primary key) interactions `user` sees that hold every word of `words`.
 
-    The words of a message are indexed (`interaction_text_words_idx`, to_tsvector('simple', text)); each query
+    The words of a message are stored and indexed (`Interaction.text_words`, to_tsvector('simple', text)); each query
     word matches a word of the text or the start of one (`rech` finds "Rechnung"). The order by primary key leaves
     the plan to PostgreSQL's estimate of how many rows match: a word in many messages ("Rechnung" in one of eight)
     walks the primary key backwards and stops at the limit, a rare one goes through the index, which is fast
@@ -114,8 +114,7 @@ def message_ids(*, user: User, words: list[str], limit: int = MESSAGE_LIMIT) -> 
     tsquery = " & ".join(f"{word}:*" for word in words)  # only \w characters: nothing of tsquery's syntax
     return (
         interaction_list_for_user(user=user)
-        .annotate(words=SearchVector("text", config="simple"))
-        .filter(words=SearchQuery(tsquery, search_type="raw", config="simple"))
+        .filter(text_words=SearchQuery(tsquery, search_type="raw", config="simple"))
         .order_by("-pk")
         .values_list("pk", flat=True)[:limit]
     )
