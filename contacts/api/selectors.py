@@ -9,9 +9,10 @@ scope registered a restricted user sees no customer at all (closed, not open).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import connections
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
 from access.selectors import ChannelScope, channel_scope_for_user
@@ -139,9 +140,23 @@ def customers_search(queryset: QuerySet[Customer], text: str) -> QuerySet[Custom
     different tables joined by OR would make PostgreSQL read every customer. The caller's filters (the team's
     visibility, tombstones) and the list's order and cursor apply on top, to the matching customers only.
     """
+    parts = _search_parts(text)
+    if parts is None:
+        return queryset
+    own, identity, contact = parts
+    matching = (
+        Customer.objects.filter(own).values("pk")
+        .union(SocialIdentity.objects.filter(identity).values("customer_id"),
+               ContactPoint.objects.filter(contact).values("customer_id"), all=True)
+    )
+    return queryset.filter(pk__in=matching)
+
+
+def _search_parts(text: str) -> tuple[Q, Q, Q] | None:
+    """The conditions of `customers_search` on customers, social identities and contact points (None: no search)."""
     text = text.strip()
     if not text:
-        return queryset
+        return None
     handle = text.lstrip("@") or text
     identity = _fragment("display_name", text) | _fragment("handle", handle) | Q(external_id=text)
     email = text.lower()
@@ -151,12 +166,59 @@ def customers_search(queryset: QuerySet[Customer], text: str) -> QuerySet[Custom
     digits = re.sub(r"\D", "", text).lstrip("0")
     if len(digits) >= 4 and not re.search(r"[^\d\s()+\-./]", text):
         contact |= Q(kind=ContactPoint.Kind.PHONE, normalized__endswith=digits)
-    matching = (
-        Customer.objects.filter(_fragment("display_name", text) | Q(customer_number=text)).values("pk")
-        .union(SocialIdentity.objects.filter(identity).values("customer_id"),
-               ContactPoint.objects.filter(contact).values("customer_id"), all=True)
+    return _fragment("display_name", text) | Q(customer_number=text), identity, contact
+
+
+def customers_search_walk(queryset: QuerySet[Customer], text: str, *, order_by: Sequence[str], limit: int,
+                          window: int) -> tuple[list[int], bool]:
+    """(ids, exact): the customers matching `text` (exactly as `customers_search`) among the first `window`
+    customers of `queryset` in the order `order_by`, up to the `limit`th match (in no particular order).
+
+    `exact` is true when the ids are the first `limit` matches of the whole of `queryset` in that order (or all of
+    its matches, when it has fewer): when `limit` were found, or when `queryset` holds fewer than `window`
+    customers. Otherwise the matches past the window are unknown and the caller searches with `customers_search`.
+
+    The other way to a page of search results: `customers_search` reads every match on the indexes, then sorts
+    them, which for a common name ("Schmid": 7,000 customers) costs 100 ms and more; this walks the list in its
+    order (on the index of that order) and checks each customer on the customer_id indexes of identities and
+    contact points, stopping at the `limit`th match: it costs what the customers walked cost (about 10 µs each).
+    `queryset` is the list before the search, the caller's position (cursor) included. One query.
+    """
+    parts = _search_parts(text)
+    if parts is None:
+        raise ValueError("no search text")
+    own, identity, contact = parts
+    # Correlated per customer. The second, redundant comparison with the outer id keeps PostgreSQL from turning
+    # each EXISTS into a hashed subplan, which would read every match, like the UNION.
+    outer = {"customer_id": OuterRef("pk"), "customer_id__gte": OuterRef("pk")}
+    condition = Customer.objects.filter(
+        own | Exists(SocialIdentity.objects.filter(identity, **outer))
+        | Exists(ContactPoint.objects.filter(contact, **outer))
+    ).query
+    where_sql, where_params = condition.get_compiler(using=queryset.db).compile(condition.where)
+    meta = Customer._meta
+    fields = [meta.pk.name if f.lstrip("-") == "pk" else f.lstrip("-") for f in order_by]
+    walked = queryset.order_by(*order_by).values(*dict.fromkeys([meta.pk.name, *fields, "display_name",
+                                                                  "customer_number"]))[:window]
+    walk_sql, walk_params = walked.query.sql_with_params()
+    quote = connections[queryset.db].ops.quote_name
+    table = quote(meta.db_table)
+    order_sql = ", ".join(f"{table}.{quote(meta.get_field(f).column)}{' DESC' if o.startswith('-') else ''}"
+                          for f, o in zip(fields, order_by, strict=True))
+    # The matches, then (only when fewer than `limit`) one NULL if the window is full: the walk did not see
+    # everything. The hits are materialized so they are walked for once.
+    sql = (
+        f"WITH hits AS MATERIALIZED (SELECT {table}.{quote(meta.pk.column)} AS id FROM ({walk_sql}) {table} "
+        f"WHERE {where_sql} ORDER BY {order_sql} LIMIT %s) "
+        f"SELECT id FROM hits UNION ALL "
+        f"SELECT NULL FROM (SELECT 1 FROM ({walk_sql}) walked OFFSET %s LIMIT 1) full_window "
+        f"WHERE (SELECT count(*) FROM hits) < %s"
     )
-    return queryset.filter(pk__in=matching)
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, (*walk_params, *where_params, limit, *walk_params, window - 1, limit))
+        rows = [row[0] for row in cursor.fetchall()]
+    ids = [pk for pk in rows if pk is not None]
+    return ids, len(ids) >= limit or len(ids) == len(rows)
 
 
 def customer_in_view_or_404(*, user: User, customer_id: int, field: str | None = None) -> int:

@@ -13,7 +13,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
@@ -24,6 +25,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def count_hit(key: str, timeout: int) -> int:
+    """Count one request under `key` (a fixed window that expires `timeout` seconds after its first request);
+    the count so far, this request included."""
+    cache = caches["default"]
+    if isinstance(cache, RedisCache):
+        full_key = cache.make_and_validate_key(key)
+        pipe = cache._cache.get_client(full_key, write=True).pipeline()
+        pipe.set(full_key, 0, nx=True, ex=timeout)
+        pipe.incr(full_key)
+        return int(pipe.execute()[1])
+    cache.add(key, 0, timeout=timeout)
+    return cache.incr(key)
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
@@ -56,8 +71,7 @@ class TokenRateThrottle(BaseThrottle):
         key = f"throttle:{self.scope}:{self._ident(request)}:{period}:{window}"
         self._wait = (window + 1) * period - now
         try:
-            cache.add(key, 0, timeout=period + 1)
-            count = cache.incr(key)
+            count = count_hit(key, period + 1)
         except Exception:  # the cache must not take the API down
             logger.exception("rate limit not checked: the cache failed")
             return True
