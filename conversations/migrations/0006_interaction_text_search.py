@@ -1,11 +1,13 @@
-# The trigram index behind the console's message text search (`text__icontains`, run by PostgreSQL as
-# UPPER(text) LIKE UPPER('%...%')). Built concurrently, so writes to the interactions table go on meanwhile; that
-# needs a migration outside a transaction. pg_trgm is created here too (IF NOT EXISTS), not borrowed from contacts.
+# The trigram index behind the console's first message text search (`text__icontains`, run by PostgreSQL as
+# UPPER(text) LIKE UPPER('%...%')); replaced by the words of the text in 0008 and 0009. Built concurrently, so
+# writes to the interactions table go on meanwhile; that needs a migration outside a transaction. A database
+# without pg_trgm goes without it (socialcrm/trigram.py).
 
 from django.contrib.postgres.indexes import GinIndex, OpClass
-from django.contrib.postgres.operations import AddIndexConcurrently, TrigramExtension
 from django.db import migrations
 from django.db.models.functions import Upper
+
+from socialcrm.trigram import trigram_indexes
 
 
 class Migration(migrations.Migration):
@@ -17,9 +19,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        TrigramExtension(),
-        AddIndexConcurrently(
-            model_name='interaction',
-            index=GinIndex(OpClass(Upper('text'), name='gin_trgm_ops'), name='interaction_text_trgm_idx'),
-        ),
+        trigram_indexes('conversations', [
+            ('interaction', GinIndex(OpClass(Upper('text'), name='gin_trgm_ops'), name='interaction_text_trgm_idx')),
+        ]),
     ]
