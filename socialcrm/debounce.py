@@ -1,11 +1,11 @@
 """One task run per time window, however many writes ask for it.
 
 A write that wants work done later (drain the webhook deliveries it stored, score the customers it created)
-calls `enqueue_once_per_window` after its commit. The first caller of a window takes the window in Redis
-(SET NX GET of the run's due time) and enqueues the task to run when the window closes, so everything
-committed inside the window is in the database when the task reads it. Later callers learn the due time,
-and their process skips Redis while that run is still comfortably ahead. If Redis or the broker is down the
-work stays queued in the database and the task's beat sweeper picks it up.
+calls `enqueue_once_per_window` after its commit. The first caller of a window takes the window in Redis (SET
+NX of the run's due time, with a GET in the same MULTI) and enqueues the task to run when the window closes,
+so everything committed inside the window is in the database when the task reads it. Later callers learn the
+due time, and their process skips Redis while that run is still comfortably ahead. If Redis or the broker is
+down the work stays queued in the database and the task's beat sweeper picks it up.
 """
 
 from __future__ import annotations
@@ -41,11 +41,14 @@ def enqueue_once_per_window(task: Any, *, key: str, window: float) -> None:
         return
     try:
         due = now + window
-        held = redis_client().set(key, repr(due), nx=True, px=int(window * 1000), get=True)
-        if held is None:
+        # SET NX and GET in one MULTI (one round trip): SET's own GET option with NX needs Redis 7, and the
+        # embedded Redis of ./dev is 6.2.
+        with redis_client().pipeline(transaction=True) as pipe:
+            taken, held = pipe.set(key, repr(due), nx=True, px=int(window * 1000)).get(key).execute()
+        if taken:
             _due[key] = due
             task.apply_async(countdown=window)
         else:
-            _due[key] = float(held)
+            _due[key] = float(held) if held is not None else 0.0
     except Exception:  # the broker or Redis being down must not fail the write that asked
         logger.exception("could not enqueue %s; its sweeper will pick the work up", getattr(task, "name", task))
