@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.urls import NoReverseMatch, reverse
-from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import ValidationError
 
@@ -39,6 +38,7 @@ from contacts.api.selectors import (
 from contacts.merge import SCALAR_FIELDS, MergePreview, Rule
 from contacts.models import AuditEvent, ContactPoint, Customer, DuplicateSuggestion, SocialIdentity
 from contacts.selectors import customer_audit_events
+from conversations.api.pagination import timeline_cursor_decode, timeline_cursor_encode
 from conversations.models import Conversation, Interaction
 from conversations.selectors import customer_timeline
 from socialcrm.api.pagination import decode_cursor, encode_cursor
@@ -172,31 +172,18 @@ class TimelinePage:
 
 def timeline_cursor(interaction: Interaction) -> str:
     """The cursor of the page after `interaction` (the same as the API's `next` link holds)."""
-    return encode_cursor({"o": "timeline", "k": [interaction.occurred_at, interaction.pk]})
+    return timeline_cursor_encode(interaction)
 
 
 def timeline_position(raw: str | None) -> tuple[dt.datetime, int] | None:
     """The (occurred_at, id) a cursor continues after; None for no cursor, BadInput for a malformed one."""
     if not raw:
         return None
-    invalid = BadInput(_("This link to older messages is broken; reload the profile."), code="invalid_cursor",
-                       field="cursor")
     try:
-        payload = decode_cursor(raw)
-    except ValidationError:
-        raise invalid from None
-    key = payload.get("k")
-    if payload.get("o") != "timeline" or not isinstance(key, list) or len(key) != 2:
-        raise invalid
-    at, pk = key
-    try:
-        occurred_at = parse_datetime(at) if isinstance(at, str) else None
+        return timeline_cursor_decode(raw)
     except ValueError:
-        occurred_at = None
-    if occurred_at is None or occurred_at.tzinfo is None or isinstance(pk, bool) or not isinstance(pk, int) \
-            or not 0 < pk <= MAX_ID:
-        raise invalid
-    return occurred_at, pk
+        raise BadInput(_("This link to older messages is broken; reload the profile."), code="invalid_cursor",
+                       field="cursor") from None
 
 
 def _attachments(value: object) -> list[Attachment]:

@@ -28,6 +28,28 @@ if TYPE_CHECKING:
 Fetch = Callable[[int, tuple[dt.datetime, int] | None], list[Interaction]]
 
 
+def timeline_cursor_encode(interaction: Interaction) -> str:
+    """The cursor of the page after `interaction` (what a `next` link holds; the console uses it too)."""
+    return encode_cursor({"o": "timeline", "k": [interaction.occurred_at, interaction.pk]})
+
+
+def timeline_cursor_decode(raw: str) -> tuple[dt.datetime, int]:
+    """The (occurred_at, id) a timeline cursor continues after; ValueError for anything else."""
+    try:
+        payload = decode_cursor(raw)
+    except ValidationError:
+        raise ValueError("not a cursor") from None
+    key = payload.get("k")
+    if payload.get("o") != "timeline" or not isinstance(key, list) or len(key) != 2:
+        raise ValueError("not a timeline cursor")
+    at, pk = key
+    occurred_at = parse_datetime(at) if isinstance(at, str) else None  # ValueError for an impossible date
+    if occurred_at is None or occurred_at.tzinfo is None or isinstance(pk, bool) or not isinstance(pk, int) \
+            or not 0 < pk < 2**63:
+        raise ValueError("not a timeline position")
+    return occurred_at, pk
+
+
 class TimelinePagination(BasePagination):
     page_size = 50
     max_page_size = 200
@@ -46,27 +68,17 @@ class TimelinePagination(BasePagination):
             rows = rows[:size]
             last = rows[-1]
             self._next = replace_query_param(
-                request.build_absolute_uri(), self.cursor_query_param,
-                encode_cursor({"o": "timeline", "k": [last.occurred_at, last.pk]}),
+                request.build_absolute_uri(), self.cursor_query_param, timeline_cursor_encode(last),
             )
         return rows
 
     def _before(self, raw: str | None) -> tuple[dt.datetime, int] | None:
         if not raw:
             return None
-        payload = decode_cursor(raw, param=self.cursor_query_param)
-        key = payload.get("k")
-        invalid = ValidationError({self.cursor_query_param: ["Invalid cursor."]})
-        if payload.get("o") != "timeline" or not isinstance(key, list) or len(key) != 2:
-            raise invalid
-        at, pk = key
         try:
-            occurred_at = parse_datetime(at) if isinstance(at, str) else None
+            return timeline_cursor_decode(raw)
         except ValueError:
-            occurred_at = None
-        if occurred_at is None or occurred_at.tzinfo is None or not isinstance(pk, int) or not 0 < pk < 2**63:
-            raise invalid
-        return occurred_at, pk
+            raise ValidationError({self.cursor_query_param: ["Invalid cursor."]}) from None
 
     def get_paginated_response(self, data: Any) -> Response:
         return Response({"next": self._next, "previous": None, "results": data})
