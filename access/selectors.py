@@ -15,12 +15,14 @@ views and actions, so an id outside the view cannot even be confirmed to exist.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import Model, QuerySet
 
 from .models import ApiToken, Team
 
@@ -83,6 +85,44 @@ def split_token(token: str) -> tuple[str, str] | None:
     return prefix, secret
 
 
+@functools.cache
+def _lookup_plan() -> tuple[str, list[str], type[Model], list[str]] | None:
+    """The SQL of the token lookup (by prefix, with the user), built once from the models; None when a column
+    needs a conversion from its database value, which only the ORM's iterator applies."""
+    user_field = ApiToken._meta.get_field("user")
+    user_model = user_field.related_model
+    token_fields, user_fields = ApiToken._meta.concrete_fields, user_model._meta.concrete_fields
+    if any(f.get_db_converters(connection) for f in (*token_fields, *user_fields)):
+        return None
+    quote = connection.ops.quote_name
+    columns = [f"t.{quote(f.column)}" for f in token_fields] + [f"u.{quote(f.column)}" for f in user_fields]
+    join = f"u.{quote(user_model._meta.pk.column)} = t.{quote(user_field.column)}"
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {quote(ApiToken._meta.db_table)} t "
+        f"JOIN {quote(user_model._meta.db_table)} u ON {join} "
+        f"WHERE t.{quote(ApiToken._meta.get_field('prefix').column)} = %s"
+    )
+    return sql, [f.attname for f in token_fields], user_model, [f.attname for f in user_fields]
+
+
+def _token_with_user(prefix: str) -> ApiToken | None:
+    """The token with this prefix and its user, in one plain query built once (the ORM spends about a millisecond
+    building and reading this one row, and every API request asks for it)."""
+    plan = _lookup_plan()
+    if plan is None:
+        return ApiToken.objects.select_related("user").filter(prefix=prefix).first()
+    sql, token_names, user_model, user_names = plan
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [prefix])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    stored = ApiToken.from_db(connection.alias, token_names, row[:len(token_names)])
+    ApiToken._meta.get_field("user").set_cached_value(
+        stored, user_model.from_db(connection.alias, user_names, row[len(token_names):]))
+    return stored
+
+
 def api_token_get_for_secret(token: str) -> ApiToken | None:
     """The stored token this presented token is (with its user), or None; usability is the caller's check.
 
@@ -91,7 +131,7 @@ def api_token_get_for_secret(token: str) -> ApiToken | None:
     parts = split_token(token)
     if parts is None:
         return None
-    stored = ApiToken.objects.select_related("user").filter(prefix=parts[0]).first()
+    stored = _token_with_user(parts[0])
     if stored is None or not hmac.compare_digest(stored.token_hash, token_hash(token)):
         return None
     return stored

@@ -41,6 +41,7 @@ from contacts.selectors import customer_audit_events
 from conversations.api.pagination import timeline_cursor_decode, timeline_cursor_encode
 from conversations.models import Conversation, Interaction
 from conversations.selectors import customer_timeline
+from socialcrm.api.filters import MAX_ID
 from socialcrm.api.pagination import decode_cursor, encode_cursor
 from socialcrm.errors import ServiceError
 
@@ -53,7 +54,6 @@ MERGES_ON_PROFILE = 20
 LINK_CANDIDATES = 20
 MERGE_CANDIDATES = 20
 # Primary keys are bigints: anything larger is not an id of ours (and would make PostgreSQL fail, not answer).
-MAX_ID = 2**63 - 1
 
 MERGE_PERMISSION = "access.merge_customers"
 GDPR_PERMISSION = "access.handle_gdpr_requests"
@@ -123,8 +123,8 @@ def safe_url(url: object) -> str:
 
 
 def initials(name: str) -> str:
-    """Up to two letters standing in for an avatar (platform avatars are never hotlinked)."""
-    words = [w for w in name.split() if w[:1].isalnum()]
+    """Up to two letters standing in for a picture: "Anna Berg" -> "AB", "@ab_cd" -> "AC", "" -> "?"."""
+    words = [w for w in name.replace("@", " ").replace("_", " ").split() if w[:1].isalnum()]
     return "".join(w[0] for w in words[:2]).upper() or "?"
 
 

@@ -10,14 +10,9 @@ from django import template
 from django.urls import reverse
 from django.utils.html import format_html
 
+from console.selectors.customers import initials
+
 register = template.Library()
-
-
-def initials(name: str) -> str:
-    """Up to two letters for `name`: "Anna Berg" -> "AB", "@ab_c" -> "A", "" -> "?"."""
-    words = [w for w in name.replace("@", " ").replace("_", " ").split() if w[:1].isalnum()]
-    letters = "".join(w[0] for w in words[:2]).upper()
-    return letters or "?"
 
 
 @register.simple_tag
