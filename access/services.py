@@ -86,6 +86,15 @@ GROUP_PERMISSIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _has_models(migrated: object, *labels: str) -> bool:
+    try:
+        for label in labels:
+            migrated.get_model(label)  # type: ignore[attr-defined]
+    except LookupError:
+        return False
+    return True
+
+
 def groups_ensure(sender: object = None, using: str = "default", **kwargs: object) -> None:
     """Create the console's groups with their permissions; idempotent (a `post_migrate` receiver).
 
@@ -97,6 +106,9 @@ def groups_ensure(sender: object = None, using: str = "default", **kwargs: objec
     last_app = [config for config in apps.get_app_configs() if config.models_module][-1]
     if sender is not None and sender is not last_app:  # once per migrate, after every app's permissions exist
         return
+    migrated = kwargs.get("apps")
+    if migrated is not None and not _has_models(migrated, "auth.Group", "auth.Permission"):
+        return  # a partial migrate (`migrate channels 0002`) that left auth's tables uncreated
     wanted = {p for perms in GROUP_PERMISSIONS.values() for p in perms}
     found = {
         f"{app}.{codename}": pk

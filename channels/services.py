@@ -13,8 +13,9 @@ import logging
 import uuid
 from collections import defaultdict
 
+import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -181,22 +182,45 @@ def _pollable(platform: str) -> bool:
 DRAIN_WINDOW = 1.0
 DRAIN_KEY = "socialcrm:channels:drain-due"
 
-# One INSERT, committed on its own (autocommit) or with the caller's transaction.
+# One INSERT, committed on its own (autocommit) or with the caller's transaction. Sent as a prepared statement
+# with server-side parameters: the body travels as binary bytea, and PostgreSQL plans the statement once per
+# connection instead of parsing a hex literal of the whole body every time.
 _INSERT_DELIVERY = """
 INSERT INTO channels_webhookdelivery (channel_account_id, received_at, headers, body, state, attempts, last_error)
-VALUES (%s, %s, %s::jsonb, %s, 'pending', 0, '') RETURNING id
+VALUES (%s, %s, %s::jsonb, %b, 'pending', 0, '') RETURNING id
 """
 
 
 def delivery_store(*, account_id: int, body: bytes, headers: dict[str, str]) -> int:
     """Store a verified webhook body exactly as received, then ask for a drain after commit; its id.
 
-    This is the hot path of webhook intake (bench/webhooks.py): one statement, no transaction of its own.
+    This is the hot path of webhook intake (bench/webhooks.py): one statement, no transaction of its own, and
+    no health-check round trip before it. A persistent connection that died since its last use (a database
+    restart) fails the statement before anything is stored; outside a transaction the statement is then sent
+    once more on a new connection. Should the first one have been committed after all, the delivery is stored
+    twice, which ingest absorbs: its interactions are unique per external id.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT_DELIVERY, [account_id, timezone.now(), json.dumps(headers), body])
-        (delivery_id,) = cursor.fetchone()
-    transaction.on_commit(_schedule_drain)
+    params = (account_id, timezone.now(), json.dumps(headers), body)
+    try:
+        delivery_id = _delivery_insert(params)
+    except (InterfaceError, OperationalError):
+        if connection.in_atomic_block:
+            raise
+        logger.warning("webhook delivery insert failed on a stale connection; retrying on a new one")
+        connection.close()
+        delivery_id = _delivery_insert(params)
+    if connection.in_atomic_block:
+        transaction.on_commit(_schedule_drain)
+    else:  # autocommit: the row is committed already
+        _schedule_drain()
+    return delivery_id
+
+
+def _delivery_insert(params: tuple[object, ...]) -> int:
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_INSERT_DELIVERY, params, prepare=True)
+        (delivery_id,) = cursor.fetchone()  # INSERT ... RETURNING: always its row
     return delivery_id
 
 
@@ -227,15 +251,19 @@ def deliveries_process(*, limit: int = DELIVERY_BATCH) -> DrainOutcome:
         pending = list(
             WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(state=WebhookDelivery.State.PENDING)
-            .select_related("channel_account")
             .order_by("received_at", "id")[:limit]
         )
         by_account: dict[int, list[WebhookDelivery]] = defaultdict(list)
         for delivery in pending:
             by_account[delivery.channel_account_id].append(delivery)
+        accounts = ChannelAccount.objects.in_bulk(list(by_account))
         done_ids: list[int] = []
-        for deliveries in by_account.values():
-            account = deliveries[0].channel_account
+        for account_id, deliveries in by_account.items():
+            account = accounts.get(account_id)
+            if account is None:  # stored in the instant its account was deleted (the table has no constraint)
+                failed += WebhookDelivery.objects.filter(pk__in=[d.pk for d in deliveries]).update(
+                    state=WebhookDelivery.State.FAILED, last_error=f"Channel account {account_id} was deleted.")
+                continue
             adapter = adapter_for(account)
             events = []
             for delivery in deliveries:

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 # Headers a delivery keeps for replay and audit; cookies and credentials are never stored.
 _DROPPED_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization"})
+# The two request headers WSGI passes without the HTTP_ prefix.
+_UNPREFIXED_HEADERS = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
 
 
 # Enabled accounts this process has read recently, with their adapters: (expires, account, adapter).
@@ -54,7 +56,12 @@ def _error(status: int, code: str, detail: str) -> JsonResponse:
 
 
 def _webhook_request(request: HttpRequest, body: bytes) -> WebhookRequest:
-    headers = {k.lower(): v for k, v in request.headers.items()}
+    # request.headers, lower-cased, read straight off the WSGI environ (HTTP_X_HUB_SIGNATURE -> x-hub-signature).
+    headers = {
+        (key[5:] if key.startswith("HTTP_") else key).replace("_", "-").lower(): value
+        for key, value in request.META.items()
+        if key.startswith("HTTP_") or key in _UNPREFIXED_HEADERS
+    }
     return WebhookRequest(method=request.method or "", headers=headers, query=request.GET.dict(), body=body)
 
 
@@ -75,7 +82,7 @@ def webhook(request: HttpRequest, platform: str, account_id: int) -> HttpRespons
             return _error(400, "not_a_handshake", "A GET here must be the platform's verification request.")
         return HttpResponse(answer.body, status=answer.status, content_type=answer.content_type)
 
-    length = request.headers.get("Content-Length", "")
+    length = request.META.get("CONTENT_LENGTH", "")
     if length.isdigit() and int(length) > settings.WEBHOOK_MAX_BODY:
         return _error(413, "body_too_large", f"Webhook bodies are limited to {settings.WEBHOOK_MAX_BODY} bytes.")
     body = request.body
@@ -89,4 +96,4 @@ def webhook(request: HttpRequest, platform: str, account_id: int) -> HttpRespons
         return _error(401, "bad_signature", str(exc))
     headers = {k: v for k, v in wrapped.headers.items() if k not in _DROPPED_HEADERS}
     delivery_id = delivery_store(account_id=account.pk, body=body, headers=headers)
-    return JsonResponse({"received": delivery_id})
+    return HttpResponse(b'{"received": %d}' % delivery_id, content_type="application/json")

@@ -11,7 +11,9 @@ import json
 import pathlib
 from collections.abc import Callable
 
+import psycopg
 import pytest
+from django.db import connection
 from django.test import Client
 
 from channels.models import ChannelAccount, WebhookDelivery
@@ -236,3 +238,71 @@ def test_a_delivery_that_cannot_be_parsed_fails_with_its_reason_after_retries_an
     failed.refresh_from_db()
     assert failed.state == WebhookDelivery.State.PENDING
     assert failed.attempts == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_on_a_connection_that_died_is_stored_on_a_new_one(client: Client, caplog) -> None:
+    # Intake skips Django's per-request health check: a persistent connection that died since its last use (a
+    # database restart) must cost neither the delivery nor a 500.
+    telegram = next(p for p in PLATFORMS if p.name == "telegram")
+    account = _account(telegram)
+    body = telegram.body()
+    assert _post(client, account, body, telegram.sign(body)).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (old_pid,) = cursor.fetchone()
+    params = connection.get_connection_params()
+    with psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "host", "port", "password")},
+                         autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [old_pid])
+
+    response = _post(client, account, body, telegram.sign(body))
+
+    assert response.status_code == 200, response.content
+    assert "retrying on a new one" in caplog.text
+    assert WebhookDelivery.objects.filter(channel_account=account).count() == 2
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != old_pid
+
+
+@pytest.mark.django_db
+def test_a_delivery_whose_account_was_deleted_fails_with_its_reason(client: Client) -> None:
+    telegram = next(p for p in PLATFORMS if p.name == "telegram")
+    account = _account(telegram)
+    kept = _account(dataclasses.replace(telegram, external_id="bot-2"))
+    body = telegram.body()
+    for target in (account, kept):
+        assert _post(client, target, body, telegram.sign(body)).status_code == 200
+    # Stored in the instant the account was deleted: the row outlives Django's cascade.
+    WebhookDelivery.objects.filter(channel_account=account).update(channel_account_id=account.pk + 1000)
+
+    outcome = deliveries_process()
+
+    assert (outcome.processed, outcome.failed) == (1, 1)
+    orphan = WebhookDelivery.objects.get(channel_account_id=account.pk + 1000)
+    assert orphan.state == WebhookDelivery.State.FAILED
+    assert orphan.last_error == f"Channel account {account.pk + 1000} was deleted."
+    assert Interaction.objects.filter(channel_account=kept).count() == 1
+
+
+@pytest.mark.django_db
+def test_intake_takes_the_short_path_and_other_paths_the_whole_stack(client: Client) -> None:
+    from django.urls import reverse
+
+    from channels.middleware import PREFIX
+
+    telegram = next(p for p in PLATFORMS if p.name == "telegram")
+    account = _account(telegram)
+    body = telegram.body()
+    assert reverse("channels:webhook", kwargs={"platform": "telegram", "account_id": account.pk}).startswith(PREFIX)
+
+    stored = _post(client, account, body, telegram.sign(body))
+    unrouted = client.post("/webhooks/telegram/not-a-number/", data=body, content_type="application/json")
+
+    assert stored.status_code == 200
+    assert stored["Content-Length"] == str(len(stored.content))
+    assert stored.json() == {"received": WebhookDelivery.objects.get().pk}
+    assert "X-Frame-Options" not in stored  # the console's middleware did not run
+    assert unrouted.status_code == 404
+    assert unrouted["X-Frame-Options"] == "DENY"  # it did

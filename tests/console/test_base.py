@@ -115,6 +115,20 @@ def test_groups_exist_with_their_permissions_and_are_restored() -> None:
     assert staff.permissions.count() == 3
 
 
+def test_a_migrate_that_left_auth_uncreated_skips_the_groups() -> None:
+    # `migrate channels 0002` on an empty database: post_migrate runs with a state holding no auth models.
+    from django.apps import apps
+    from django.db.migrations.state import ProjectState
+
+    last_app = [config for config in apps.get_app_configs() if config.models_module][-1]
+    Group.objects.filter(name="Agents").delete()
+
+    groups_ensure(sender=last_app, apps=ProjectState().apps)
+    assert not Group.objects.filter(name="Agents").exists()
+    groups_ensure(sender=last_app, apps=apps)
+    assert Group.objects.filter(name="Agents").exists()
+
+
 def test_session_scopes_follow_the_group() -> None:
     agent = User.objects.create_user("agent-m")
 
