@@ -133,9 +133,10 @@ def _drop_erased(account: ChannelAccount, events: list[InboundEvent]) -> tuple[l
     """The events left after dropping those from before an erasure: by an erased identity, or without a
     customer-side author (our own replies) in an erased person's thread. Other people's events in such a
     thread are kept."""
-    keys = [k for k in map(_identity_key, events) if k is not None]
-    erasures = erasures_lookup(identity_keys=keys, channel_account_id=account.pk,
-                               thread_keys=[e.thread_key for e in events])
+    keys = [_identity_key(e) for e in events]
+    # Threads matter only for events without a customer-side author (our own replies).
+    erasures = erasures_lookup(identity_keys=[k for k in keys if k is not None], channel_account_id=account.pk,
+                               thread_keys=[e.thread_key for e, k in zip(events, keys, strict=True) if k is None])
     if not erasures:
         return events, 0
     kept = []

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import math
@@ -116,12 +117,14 @@ def canonical_handle(handle: str) -> str:
 HANDLE_KEY_SQL = r"translate(split_part(ltrim(lower(btrim(handle)), '@'), '@', 1), '@._-', '')"
 
 
+@functools.lru_cache(maxsize=65536)  # names repeat: ingest computes the keys of every new identity
 def name_tokens(name: str) -> tuple[str, ...]:
     """Folded letter-only tokens of a name, titles dropped: `Dr. Jürgen Müller-Lüdenscheidt` ->
     (`jurgen`, `muller`, `ludenscheidt`)."""
     return tuple(t for t in _LETTERS.findall(fold(name)) if t not in NAME_STOPWORDS)
 
 
+@functools.lru_cache(maxsize=65536)
 def koelner_phonetik(word: str) -> str:
     """The Kölner Phonetik code of a word (Postel 1969): `Müller` and `Mueller` -> `657`, `Schmidt` -> `862`."""
     letters = [ch for ch in fold(word).upper() if "A" <= ch <= "Z"]

@@ -67,6 +67,8 @@ def stage_rows(cursor: Any, table: str, columns: Sequence[tuple[str, str]], rows
     texts = [i for i, (_, sql_type) in enumerate(columns) if sql_type == "text"]
     documents = [i for i, (_, sql_type) in enumerate(columns) if sql_type == "jsonb"]
     with cursor.cursor.copy(f"COPY {table} ({', '.join(name for name, _ in columns)}) FROM STDIN") as copy:
+        # Dumpers chosen once per column instead of once per value; jsonb goes as the text written below.
+        copy.set_types(["text" if sql_type == "jsonb" else sql_type for _, sql_type in columns])
         write_row = copy.write_row
         for row in rows:
             row = list(row)

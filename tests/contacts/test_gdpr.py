@@ -244,3 +244,14 @@ def test_scrub_for_erasure_keeps_the_skeleton_of_an_event(world):
     assert after["identity_ids"] == before["identity_ids"]
     assert after["rules"] == before["rules"]
     assert "Musterstraße" not in json.dumps(after)
+
+
+def test_ledger_hashes_are_django_salted_hmacs_so_existing_entries_still_match(settings):
+    from django.utils.crypto import salted_hmac
+
+    for secret in ("a-dedicated-ledger-key", ""):
+        settings.GDPR_LEDGER_KEY = secret
+        value = json.dumps(["identity", "x", "", "12345 ü"], ensure_ascii=False, separators=(",", ":"))
+        expected = salted_hmac(gdpr._LEDGER_SALT, value, secret=secret or settings.SECRET_KEY,
+                               algorithm="sha256").hexdigest()
+        assert gdpr.identity_hash("x", "", "12345 ü") == expected
