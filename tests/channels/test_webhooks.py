@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import io
 import json
 import pathlib
 from collections.abc import Callable
@@ -286,23 +287,112 @@ def test_a_delivery_whose_account_was_deleted_fails_with_its_reason(client: Clie
     assert Interaction.objects.filter(channel_account=kept).count() == 1
 
 
-@pytest.mark.django_db
-def test_intake_takes_the_short_path_and_other_paths_the_whole_stack(client: Client) -> None:
+def _wsgi(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
+          query: str = "") -> tuple[str, dict[str, str], bytes]:
+    """One request through the project's WSGI application, as gunicorn makes it: (status, headers, body)."""
+    from socialcrm.wsgi import application
+
+    environ = {
+        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "testserver", "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body), "wsgi.errors": io.StringIO(), "wsgi.multithread": True,
+        "wsgi.multiprocess": True, "wsgi.run_once": False, "wsgi.version": (1, 0),
+        "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json", **(headers or {}),
+    }
+    started = {}
+
+    def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: object = None) -> None:
+        started.update(status=status, headers=dict(response_headers))
+
+    result = application(environ, start_response)
+    try:
+        content = b"".join(result)
+    finally:
+        getattr(result, "close", lambda: None)()
+    return started["status"], started["headers"], content
+
+
+@pytest.mark.django_db(transaction=True)  # the entry sends request_finished, as a server does
+def test_the_wsgi_entry_stores_signed_deliveries_ahead_of_django() -> None:
+    from django.core import signals
     from django.urls import reverse
 
-    from channels.middleware import PREFIX
+    from channels.intake import ROUTE
 
     telegram = next(p for p in PLATFORMS if p.name == "telegram")
     account = _account(telegram)
     body = telegram.body()
-    assert reverse("channels:webhook", kwargs={"platform": "telegram", "account_id": account.pk}).startswith(PREFIX)
+    path = reverse("channels:webhook", kwargs={"platform": "telegram", "account_id": account.pk})
+    assert ROUTE.fullmatch(path)
+    seen = []
+    signals.request_started.connect(started := lambda **kw: seen.append("started"), weak=False)
+    signals.request_finished.connect(finished := lambda **kw: seen.append("finished"), weak=False)
+    try:
+        status, headers, content = _wsgi("POST", path, body, {
+            "HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN": "tg-secret-token", "HTTP_COOKIE": "sessionid=x"})
+    finally:
+        signals.request_started.disconnect(started)
+        signals.request_finished.disconnect(finished)
 
-    stored = _post(client, account, body, telegram.sign(body))
-    unrouted = client.post("/webhooks/telegram/not-a-number/", data=body, content_type="application/json")
+    assert status == "200 OK"
+    delivery = WebhookDelivery.objects.get()
+    assert json.loads(content) == {"received": delivery.pk}
+    assert headers["Content-Length"] == str(len(content))
+    assert headers["Content-Type"] == "application/json"
+    assert "X-Frame-Options" not in headers  # Django's middleware did not run
+    assert bytes(delivery.body) == body
+    assert delivery.headers["x-telegram-bot-api-secret-token"] == "tg-secret-token"
+    assert "cookie" not in delivery.headers
+    assert seen == ["started", "finished"]
 
-    assert stored.status_code == 200
-    assert stored["Content-Length"] == str(len(stored.content))
-    assert stored.json() == {"received": WebhookDelivery.objects.get().pk}
-    assert "X-Frame-Options" not in stored  # the console's middleware did not run
-    assert unrouted.status_code == 404
-    assert unrouted["X-Frame-Options"] == "DENY"  # it did
+
+@pytest.mark.django_db(transaction=True)  # the entry sends request_finished, as a server does
+def test_the_wsgi_entry_refuses_what_the_view_refuses(settings) -> None:
+    settings.WEBHOOK_MAX_BODY = 1024
+    telegram = next(p for p in PLATFORMS if p.name == "telegram")
+    account = _account(telegram)
+    path = f"/webhooks/telegram/{account.pk}/"
+    body = telegram.body()
+    good = {"HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN": "tg-secret-token"}
+
+    wrong = _wsgi("POST", path, body, {"HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN": "guessed"})
+    unknown = _wsgi("POST", "/webhooks/telegram/999999/", body, good)
+    large = _wsgi("POST", path, b"{" + b" " * 2048 + b"}", good)
+
+    assert (wrong[0], json.loads(wrong[2])["code"]) == ("401 Unauthorized", "bad_signature")
+    assert (unknown[0], json.loads(unknown[2])["code"]) == ("404 Not Found", "unknown_channel")
+    assert (large[0], json.loads(large[2])["code"]) == ("413 Payload Too Large", "body_too_large")
+    assert not WebhookDelivery.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)  # the entry sends request_finished, as a server does
+def test_the_wsgi_entry_leaves_handshakes_and_other_paths_to_django() -> None:
+    facebook = next(p for p in PLATFORMS if p.name == "facebook")
+    account = _account(facebook)
+    path = f"/webhooks/facebook/{account.pk}/"
+
+    handshake = _wsgi("GET", path, query="hub.mode=subscribe&hub.verify_token=fb-verify&hub.challenge=1158201444")
+    unrouted = _wsgi("POST", "/webhooks/facebook/not-a-number/", b"{}")
+
+    assert (handshake[0], handshake[2]) == ("200 OK", b"1158201444")
+    assert unrouted[0].startswith("404")
+    assert unrouted[1]["X-Frame-Options"] == "DENY"  # Django answered
+
+
+@pytest.mark.django_db(transaction=True)  # the entry sends request_finished, as a server does
+def test_an_unexpected_error_in_the_wsgi_entry_is_a_logged_500_with_json(monkeypatch, caplog) -> None:
+    from channels import intake
+
+    telegram = next(p for p in PLATFORMS if p.name == "telegram")
+    account = _account(telegram)
+
+    def broken(**kwargs: object) -> int:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(intake, "delivery_store", broken)
+    status, headers, content = _wsgi("POST", f"/webhooks/telegram/{account.pk}/", telegram.body(),
+                                     {"HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN": "tg-secret-token"})
+
+    assert status == "500 Internal Server Error"
+    assert json.loads(content)["code"] == "server_error"
+    assert "disk on fire" in caplog.text
