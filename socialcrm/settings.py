@@ -4,6 +4,7 @@ Every deploy-specific value comes from the environment (see `.env.example`). Req
 default, so a missing one stops start-up. `./dev run` and `./dev test` supply local defaults.
 """
 
+import re
 import warnings
 from pathlib import Path
 
@@ -148,6 +149,12 @@ CONSOLE_AVATAR_ALLOW_PRIVATE = env.bool("CONSOLE_AVATAR_ALLOW_PRIVATE", default=
 
 # The REST API under /api/v1/ (socialcrm/api/): bearer tokens (access app) or the console's session, a scope
 # per request, keyset pagination, one error shape, a rate limit per token.
+# Requests one API token (or session user) may make per window: "<n>/<second|minute|hour|day>"; empty: no limit.
+API_RATE_LIMIT = env("API_RATE_LIMIT", default="1200/minute").strip()
+if API_RATE_LIMIT and not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", API_RATE_LIMIT):
+    raise environ.ImproperlyConfigured(
+        f"API_RATE_LIMIT must look like 1200/minute (a count, then second, minute, hour or day): {API_RATE_LIMIT!r}")
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "socialcrm.api.schema.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -159,7 +166,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "socialcrm.api.pagination.KeysetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": ["socialcrm.api.throttling.TokenRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"token": "1200/minute"},
+    "DEFAULT_THROTTLE_RATES": {"token": API_RATE_LIMIT},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "socialcrm.api.errors.exception_handler",

@@ -90,3 +90,17 @@ def test_a_token_over_its_rate_is_a_429_with_retry_after_and_other_tokens_go_on(
     assert_error(response, 429, "throttled")
     assert 0 < int(response.headers["Retry-After"]) <= 60
     assert other.get("/api/v1/customers/").status_code == 200
+
+
+def test_a_malformed_rate_limit_setting_stops_the_start_with_its_reason():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "API_RATE_LIMIT": "lots/minute"}
+    done = subprocess.run([sys.executable, "-c", "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', "
+                           "'socialcrm.settings'); django.setup()"], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+    assert done.returncode != 0
+    assert "API_RATE_LIMIT must look like 1200/minute" in done.stderr
