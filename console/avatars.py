@@ -19,7 +19,7 @@ import httpx
 from django.conf import settings
 from django.core.cache import cache
 
-from socialcrm.netguard import UrlRefused, public_url_check
+from socialcrm.netguard import UrlRefused, guarded_client, public_url_check
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ def _download(url: str) -> Avatar | None:
     """GET `url` under the guards above; None for anything unusable."""
     allow_private = settings.CONSOLE_AVATAR_ALLOW_PRIVATE
     headers = {"User-Agent": USER_AGENT, "Accept": ", ".join(SIGNATURES)}
-    with httpx.Client(timeout=TIMEOUT, follow_redirects=False, headers=headers) as client:
+    with guarded_client(allow_private=allow_private, timeout=TIMEOUT, follow_redirects=False,
+                        headers=headers) as client:
         for _ in range(MAX_REDIRECTS + 1):
             public_url_check(url, allow_private=allow_private)
             with client.stream("GET", url) as response:

@@ -38,7 +38,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from socialcrm.errors import Conflict, NotFound, ServiceError
-from socialcrm.netguard import UrlRefused, public_url_check
+from socialcrm.netguard import UrlRefused, guarded_client, public_url_check
 
 from .models import EventType, OutboundEvent, WebhookSubscription
 
@@ -239,7 +239,8 @@ def _post(sub: WebhookSubscription, row: OutboundEvent) -> tuple[int | None, str
         "X-Socialcrm-Signature": sign(sub.secret["key"], ts, body),
     }
     try:
-        with httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client:
+        with guarded_client(allow_private=settings.HOOKS_ALLOW_PRIVATE_TARGETS, timeout=TIMEOUT,
+                            follow_redirects=False) as client:
             response = client.post(sub.url, content=body, headers=headers)
     except httpx.HTTPError as exc:
         return None, f"{type(exc).__name__}: {exc}"[:2000]

@@ -4,15 +4,24 @@ Outbound webhooks (a URL an integrator typed) and the console's avatar proxy (a 
 server fetch addresses that outsiders chose. Only plain http(s) URLs without credentials whose host resolves to
 public addresses only are allowed; private, loopback, link-local, multicast and reserved addresses (the
 database, the cloud's metadata service, the office network) are refused unless a development setting allows
-them. The check resolves the host itself, so a name pointing at 127.0.0.1 is refused like the literal address;
-a host that changes its answer between this check and the fetch (DNS rebinding) is not covered.
+them. The check resolves the host itself, so a name pointing at 127.0.0.1 is refused like the literal address.
+
+`public_url_check` refuses a bad URL early, with a clear reason. The fetch itself goes through `guarded_client`,
+whose connections resolve and check the host again at connect time and then connect to exactly the address
+they checked: a host that answers with a public address for the first lookup and a private one for the next
+(DNS rebinding) gets no connection, and neither does a redirect to such a host.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 
 class UrlRefused(ValueError):
@@ -62,3 +71,44 @@ def public_url_check(url: str, *, allow_private: bool = False) -> list[str]:
             raise UrlRefused(f"The host {host!r} resolves to a private, loopback, link-local or reserved address.",
                              "url_refused")
     return addresses
+
+
+class _CheckedBackend(httpcore.SyncBackend):
+    """TCP connections only to addresses the guard accepts, resolved and checked at connect time."""
+
+    def __init__(self, *, allow_private: bool) -> None:
+        self.allow_private = allow_private
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        try:
+            addresses = resolve(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"the host {host!r} cannot be resolved") from exc
+        if not self.allow_private:
+            refused = [a for a in addresses if refused_address(ipaddress.ip_address(a.split("%", 1)[0]))]
+            if refused or not addresses:
+                raise httpcore.ConnectError(f"refused: the host {host!r} resolves to a private, loopback, "
+                                            f"link-local or reserved address")
+        failure: httpcore.ConnectError | None = None
+        for address in addresses:
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                failure = exc
+        raise failure or httpcore.ConnectError(f"no address for {host!r}")
+
+
+class _GuardedTransport(httpx.HTTPTransport):
+    def __init__(self, *, allow_private: bool) -> None:
+        super().__init__(trust_env=False)
+        # httpx builds its pool without a way to pass a network backend; this one is built alike, with ours.
+        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=False),
+                                             network_backend=_CheckedBackend(allow_private=allow_private))
+
+
+def guarded_client(*, allow_private: bool = False, **options: Any) -> httpx.Client:
+    """An httpx client whose every connection (redirects included) goes only to addresses the guard accepts.
+
+    No proxy from the environment: a proxy would connect on our behalf, past the guard."""
+    return httpx.Client(transport=_GuardedTransport(allow_private=allow_private), trust_env=False, **options)

@@ -182,6 +182,40 @@ def test_send_time_check_refuses_a_host_that_now_resolves_to_a_private_address(
     assert sent == []
 
 
+def test_a_host_that_rebinds_to_a_private_address_between_check_and_connect_gets_no_connection(
+    receiver, enqueued, django_capture_on_commit_callbacks, monkeypatch, settings
+) -> None:
+    # DNS rebinding: the first lookup (the send-time check) answers a public address, the next one (the
+    # connection's) the receiver's loopback address. The connection checks what it connects to: nothing arrives.
+    port = receiver.url.split(":")[2].split("/")[0]
+    settings.HOOKS_ALLOW_PRIVATE_TARGETS = False
+    # Lookups: the subscription's check, the send-time check, then the connection's.
+    answers = iter([["93.184.216.34"], ["93.184.216.34"], ["127.0.0.1"]])
+    monkeypatch.setattr(netguard, "resolve", lambda host, port: next(answers))
+    _subscribe(f"http://rebind.example:{port}/hook")
+    [row] = _emit(django_capture_on_commit_callbacks)
+
+    outcome = services.delivery_send(delivery_id=row.pk)
+
+    assert (outcome.state, outcome.status_code) == ("pending", None)
+    assert "refused" in outcome.error
+    assert "rebind.example" in outcome.error
+    assert receiver.requests == []
+    assert next(answers, None) is None  # every lookup happened
+
+
+def test_the_guarded_client_connects_to_the_address_it_checked(receiver, monkeypatch) -> None:
+    # A name the guard resolves to the receiver's address reaches it (allowed here: the receiver is on loopback).
+    port = receiver.url.split(":")[2].split("/")[0]
+    monkeypatch.setattr(netguard, "resolve", lambda host, port: ["127.0.0.1"])
+
+    with netguard.guarded_client(allow_private=True, timeout=5) as client:
+        response = client.post(f"http://receiver.example:{port}/hook", content=b"{}")
+
+    assert response.status_code == 200
+    assert receiver.requests[0].headers["host"] == f"receiver.example:{port}"
+
+
 @pytest.mark.parametrize("url", [
     "http://127.0.0.1/", "http://localhost/", "http://10.1.2.3/", "http://192.168.0.1/", "http://172.16.0.1/",
     "http://169.254.169.254/latest/meta-data/", "http://[::1]/", "http://[::ffff:127.0.0.1]/",
