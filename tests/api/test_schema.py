@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 import yaml
@@ -38,3 +39,9 @@ def test_the_schema_and_the_docs_page_are_public(client):
     assert b"openapi: 3" in schema.content
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content.lower()
+    # Swagger UI's script and styles come from this server, never a CDN.
+    assets = re.findall(rb'(?:src|href)="([^"]+)"', docs.content)
+    assert any(b"swagger-ui-bundle" in a for a in assets)
+    assert all(a.startswith(b"/") for a in assets if a.endswith((b".js", b".css")))
+    bundle = next(a for a in assets if b"swagger-ui-bundle" in a).decode()
+    assert client.get(bundle).status_code == 200
