@@ -30,6 +30,14 @@ What a message becomes (PLATFORMS.md section 7); parsing uses the standard libra
   the MIME defects and `automated` (why the message looks machine-sent: `Auto-Submitted`, `X-Autoreply`,
   `Precedence: bulk`, delivery reports), never a body or attachment bytes.
 - Time: `Date`; without a usable one, the newest `Received` date; else the receive time.
+- Sender authentication: anyone can write any `From`. With `config["trusted_authserv_ids"]` naming the
+  receiving mail server(s) (`mx.google.com`, `["mx.example.net"]`), the topmost `Authentication-Results`
+  header (RFC 8601) of such a server decides `raw["sender_auth"]`: `pass` (DMARC pass, or DKIM or SPF pass
+  for the `From` domain or a parent or child of it), `fail` (DMARC fail; or, without a DMARC result and
+  without such a pass, DKIM or SPF fail) or `none`; `unchecked` when no server is configured. Headers of
+  other servers are ignored: a sender can add them. A message whose sender failed is kept, but its author
+  gets the scope `unverified`: a separate identity and customer, so a forged `From` never files a message
+  into the real sender's history. An agent can still link the identity by hand.
 
 Network:
 
@@ -303,6 +311,10 @@ class EmailAdapter(BaseAdapter):
         body = _body_part(message)
         text = _part_text(body, fallback) if body is not None else ""
         outbound = bool(self.external_id) and author.external_id == self.external_id.strip().lower()
+        sender_auth = sender_authentication(headers.raw_all("Authentication-Results"), author.external_id,
+                                            self._trusted_authserv_ids())
+        if sender_auth == "fail" and not outbound:
+            author = dataclasses.replace(author, scope=UNVERIFIED_SCOPE)
         return InboundEvent(
             platform=PLATFORM,
             external_id=external_id,
@@ -321,6 +333,7 @@ class EmailAdapter(BaseAdapter):
                 "in_reply_to": in_reply_to,
                 "references": references,
                 "automated": _automated(message, headers, author.external_id),
+                "sender_auth": sender_auth,
                 "size": len(data),
                 "defects": sorted({type(d).__name__ for part in message.walk() for d in part.defects}),
                 "headers": headers.all(),
@@ -347,6 +360,11 @@ class EmailAdapter(BaseAdapter):
         addr_spec = _CONTROL.sub("", _unescape_8bit(addr_spec, headers.fallback)).strip().lower()
         display_name = _CONTROL.sub(" ", _unescape_8bit(display_name or "", headers.fallback)).strip()
         return Author(platform=PLATFORM, external_id=addr_spec, handle=addr_spec, display_name=display_name)
+
+    def _trusted_authserv_ids(self) -> frozenset[str]:
+        value = self.config.get("trusted_authserv_ids") or ()
+        names = value.split(",") if isinstance(value, str) else value if isinstance(value, list | tuple) else ()
+        return frozenset(str(name).strip().lower() for name in names if str(name).strip())
 
     # -- webhooks -----------------------------------------------------------------------------------------
 
@@ -650,6 +668,11 @@ class _Headers:
         value = next((v for k, v in self.items if k.lower() == lower), None)
         return self._decode_raw(value) if value is not None else ""
 
+    def raw_all(self, name: str) -> list[str]:
+        """Every raw value of header `name`, top to bottom, as `raw` reads them."""
+        lower = name.lower()
+        return [self._decode_raw(v) for k, v in self.items if k.lower() == lower]
+
     def text(self, name: str) -> str:
         """The first value of header `name` with RFC 2047 encoded words decoded; "" when absent."""
         lower = name.lower()
@@ -884,3 +907,57 @@ def _smtp_refusal(what: str, code: int, answer: bytes | str) -> TransientError |
     if 400 <= code < 500:
         return TransientError(f"email: SMTP {what} refused for now: {code} {text}")
     return PermanentError(f"email: SMTP {what} refused: {code} {text}")
+
+
+# -- sender authentication --------------------------------------------------------------------------------
+
+UNVERIFIED_SCOPE = "unverified"
+_COMMENT = re.compile(r"\([^()]*\)")
+
+
+def _results(value: str) -> tuple[str, list[tuple[str, str, dict[str, str]]]]:
+    """An Authentication-Results value -> (authserv-id, [(method, result, {property: value})])."""
+    for _ in range(5):  # comments nest rarely, and never deeply in practice
+        value = _COMMENT.sub(" ", value)
+    authserv, *statements = value.split(";")
+    found = []
+    for statement in statements:
+        words = statement.split()
+        if not words or "=" not in words[0]:
+            continue
+        method, _, result = words[0].partition("=")
+        properties = {}
+        for word in words[1:]:
+            key, eq, prop = word.partition("=")
+            if eq:
+                properties[key.lower()] = prop.strip('"').lower()
+        found.append((method.lower(), result.lower(), properties))
+    return (authserv.split() or [""])[0].lower(), found
+
+
+def _aligned(domain: str, from_domain: str) -> bool:
+    domain = domain.rpartition("@")[2].strip(".").lower()
+    return bool(domain) and (domain == from_domain or from_domain.endswith("." + domain)
+                             or domain.endswith("." + from_domain))
+
+
+def sender_authentication(values: list[str], from_address: str, trusted: frozenset[str]) -> str:
+    """`pass`, `fail` or `none` by the topmost Authentication-Results of a trusted server, `unchecked` when no
+    server is trusted (the module docstring says what counts)."""
+    if not trusted:
+        return "unchecked"
+    from_domain = from_address.rpartition("@")[2].lower()
+    for value in values:
+        authserv, results = _results(value)
+        if authserv not in trusted:
+            continue
+        verdicts = {method: result for method, result, _ in reversed(results)}
+        if verdicts.get("dmarc") in ("pass", "fail"):
+            return verdicts["dmarc"]
+        for method, result, props in results:
+            identity = (props.get("header.d") or props.get("header.i", "")) if method == "dkim" else (
+                props.get("smtp.mailfrom") or props.get("smtp.mail", "")) if method == "spf" else ""
+            if result == "pass" and identity and _aligned(identity, from_domain):
+                return "pass"
+        return "fail" if "fail" in (verdicts.get("dkim"), verdicts.get("spf")) else "none"
+    return "none"

@@ -18,9 +18,11 @@ from django.utils import timezone
 
 from access.models import Team
 from channels.adapters.base import Author, EventKind, InboundEvent
+from channels.adapters.mail import EmailAdapter
 from channels.adapters.whatsapp import WhatsAppAdapter
 from channels.ingest import ingest
 from channels.models import ChannelAccount
+from contacts.models import SocialIdentity
 from conversations.api.services import conversation_add_note, conversation_add_tag
 from conversations.models import CannedResponse, Conversation, ConversationNote, ConversationTag, Interaction
 from tests.api.conftest import World
@@ -517,3 +519,37 @@ def test_actions_need_a_post_and_a_csrf_token(world: World) -> None:
     assert client.get(url(world.a.conversation, "status/")).status_code == 405
     assert client.post(url(world.a.conversation, "status/"), {"status": "resolved"}).status_code == 403
     assert Conversation.objects.get(pk=world.a.conversation.pk).status == "open"
+
+
+def test_a_forged_e_mail_sender_is_kept_apart_and_marked_in_the_thread(
+    world: World, console_for: Callable[[User], Client],
+) -> None:
+    # The recorded message's receiving server (mx.google.com) verified it; the copy it says DMARC failed for is
+    # a forgery of the same From. Both land in one thread (the same "RE:" subject from the same address).
+    account = ChannelAccount.objects.create(platform="email", name="mail", external_id="support@example.com",
+                                            config={"trusted_authserv_ids": ["mx.google.com"]})
+    Team.objects.get(name="Team alpha").channel_accounts.add(account)
+    adapter = EmailAdapter(external_id=account.external_id, config=account.config)
+    real = (RECORDED / "django-mailbox/email_rfc822/message_with_utf8_char.eml").read_bytes()
+    verdict = b"dkim=pass header.i=@yahoo.com"
+    forged = real.replace(verdict, verdict + b"; dmarc=fail header.from=yahoo.com").replace(
+        b"Message-ID: <", b"Message-ID: <forged.", 1)
+    [genuine] = adapter.parse(real)
+    [fake] = adapter.parse(forged)
+    ingest(account, [genuine, fake])
+
+    identities = {i.scope: i for i in SocialIdentity.objects.filter(platform="email", external_id="user2@yahoo.com")}
+    assert set(identities) == {"", "unverified"}
+    assert identities[""].customer_id != identities["unverified"].customer_id
+    conversation = Conversation.objects.get(channel_account=account)
+    assert conversation.identity_id == identities[""].pk
+    page = console_for(world.a.agent).get(url(conversation)).content.decode()
+    assert len(message_ids_of(page)) == 2
+    assert page.count('data-testid="sender-unverified"') == 1
+    fake_row = Interaction.objects.get(identity=identities["unverified"])
+    marked = page.split(f'data-interaction-id="{fake_row.pk}"', 1)[1].split("</li>", 1)[0]
+    assert 'data-testid="sender-unverified"' in marked
+
+
+def message_ids_of(page: str) -> list[str]:
+    return re.findall(r'data-testid="message" data-interaction-id="(\d+)"', page)

@@ -388,3 +388,65 @@ def test_webhook_signature_ok_wrong_missing_and_no_secret() -> None:
         hooked.verify_webhook(WebhookRequest("POST", {}, {}, body))
     with pytest.raises(SignatureError, match="no webhook secret"):
         SUPPORT.verify_webhook(signed(body))
+
+
+# -- sender authentication (Authentication-Results of the receiving server) --------------------------------
+
+GOOGLE = EmailAdapter(external_id="support@example.com", config={"trusted_authserv_ids": ["mx.google.com"]})
+# The recorded message's own verdict, by mx.google.com: spf=pass for a bounce domain, dkim=pass for yahoo.com.
+VERDICT = (b"spf=pass (google.com: domain of SRS0=JyPW=K7=yahoo.com=user2@bounce.secureserver.net designates "
+           b"123.123.123.123 as permitted sender) smtp.mail=SRS0=JyPW=K7=yahoo.com=user2@bounce.secureserver.net; "
+           b"dkim=pass header.i=@yahoo.com")
+
+
+def test_a_sender_the_trusted_server_verified_passes() -> None:
+    data = eml("message_with_utf8_char.eml")
+    assert VERDICT in data
+
+    trusted = parse_one(data, GOOGLE)
+    unchecked = parse_one(data)
+
+    assert trusted.raw["sender_auth"] == "pass"  # DKIM passed for yahoo.com, the From domain
+    assert (trusted.author.external_id, trusted.author.scope) == ("user2@yahoo.com", "")
+    assert unchecked.raw["sender_auth"] == "unchecked"
+    assert unchecked.author.scope == ""
+
+
+def test_a_forged_sender_gets_an_identity_of_its_own() -> None:
+    data = eml("message_with_utf8_char.eml").replace(VERDICT, VERDICT + b"; dmarc=fail header.from=yahoo.com")
+
+    event = parse_one(data, GOOGLE)
+
+    assert event.raw["sender_auth"] == "fail"
+    assert (event.author.external_id, event.author.scope) == ("user2@yahoo.com", mail.UNVERIFIED_SCOPE)
+
+
+def test_a_passing_signature_of_another_domain_proves_nothing() -> None:
+    data = eml("message_with_utf8_char.eml").replace(b'From: "Person" <user2@yahoo.com>',
+                                                    b'From: "Bank" <service@bank.example>')
+    failed = data.replace(b"spf=pass (google", b"spf=fail (google")
+
+    assert parse_one(data, GOOGLE).raw["sender_auth"] == "none"
+    assert parse_one(data, GOOGLE).author.scope == ""
+    assert parse_one(failed, GOOGLE).raw["sender_auth"] == "fail"
+    assert parse_one(failed, GOOGLE).author.scope == mail.UNVERIFIED_SCOPE
+
+
+def test_only_the_trusted_servers_results_count() -> None:
+    data = eml("message_with_utf8_char.eml")
+    # A header the sender wrote itself, above the receiving server's: another authserv-id, ignored.
+    planted = b"Authentication-Results: evil.example; dmarc=pass header.from=bank.example\r\n" + data
+    other_server = EmailAdapter(external_id="support@example.com", config={"trusted_authserv_ids": "mx.example.net"})
+
+    assert parse_one(planted, GOOGLE).raw["sender_auth"] == "pass"
+    assert parse_one(data, other_server).raw["sender_auth"] == "none"
+
+
+def test_our_own_mail_is_never_marked_unverified() -> None:
+    ours = EmailAdapter(external_id="user2@yahoo.com", config={"trusted_authserv_ids": ["mx.google.com"]})
+    data = eml("message_with_utf8_char.eml").replace(VERDICT, VERDICT + b"; dmarc=fail header.from=yahoo.com")
+
+    event = parse_one(data, ours)
+
+    assert event.direction == Direction.OUTBOUND
+    assert event.author.scope == ""
