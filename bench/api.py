@@ -43,6 +43,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import string
 import sys
@@ -87,11 +88,12 @@ from bench._common import (  # noqa: E402
 )
 from bench._load import LoadResult, Target, run_load  # noqa: E402
 from channels.models import ChannelAccount  # noqa: E402
+from contacts.search import SEARCH_TEXT_SQL  # noqa: E402
 from conversations.models import Interaction  # noqa: E402
 from socialcrm.api.pagination import encode_cursor  # noqa: E402
 
 # Bump when the generated data changes, so a kept database of the old kind is rebuilt.
-DATA_VERSION = 1
+DATA_VERSION = 2
 T0 = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
 SPAN_SECONDS = 365 * 24 * 3600  # every interaction and customer change falls into the same year
 PLATFORMS = ["x", "facebook", "instagram", "mastodon", "telegram", "whatsapp"]
@@ -309,13 +311,20 @@ def build(args: argparse.Namespace) -> dict[str, float]:
         phases["interactions"] = time.perf_counter() - start
         for table in ("contacts_customer", "contacts_socialidentity", "conversations_conversation"):
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        # The customers' search text, as the migration's backfill writes it: once the indexes of identities and
+        # contact points (which it reads by customer) are back, before those of customers (which it would update).
+        on_customers = re.compile(r"[ .]contacts_customer ").search
         start = time.perf_counter()
-        for number, statement in enumerate(restore, 1):
+        for number, statement in enumerate(sorted(restore, key=lambda statement: bool(on_customers(statement))), 1):
+            if on_customers(statement) and "search text" not in phases:
+                phases["indexes"] = time.perf_counter() - start
+                phase("search text", f"UPDATE contacts_customer c SET search_text = {SEARCH_TEXT_SQL}")
+                start = time.perf_counter()
             began = time.perf_counter()
             cursor.execute(statement)
             name = statement.split(" ON ")[0].split()[-1] if statement.startswith("CREATE") else statement.split('"')[1]
             progress(f"  index {number}/{len(restore)} {name}: {time.perf_counter() - began:.1f} s")
-        phases["indexes"] = time.perf_counter() - start
+        phases["indexes"] = phases.get("indexes", 0.0) + time.perf_counter() - start
         start = time.perf_counter()
         cursor.execute("DROP TABLE bench_person")
         cursor.execute("RESET synchronous_commit")

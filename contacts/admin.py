@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -6,6 +8,7 @@ from django.utils.html import format_html_join
 from socialcrm.errors import ServiceError
 
 from .models import AuditEvent, ContactPoint, Customer, DuplicateSuggestion, SocialIdentity
+from .search import customers_search_text_refresh
 from .suggestions import suggestion_accept, suggestion_reject
 
 
@@ -29,6 +32,11 @@ class CustomerAdmin(admin.ModelAdmin):
     inlines = [SocialIdentityInline, ContactPointInline]
     readonly_fields = ["merged_into"]
 
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """After the customer and its contact points are saved: its search text (name, e-mail addresses)."""
+        super().save_related(request, form, formsets, change)
+        customers_search_text_refresh(customer_ids=[form.instance.pk])
+
 
 @admin.register(SocialIdentity)
 class SocialIdentityAdmin(admin.ModelAdmin):
@@ -36,6 +44,22 @@ class SocialIdentityAdmin(admin.ModelAdmin):
     list_filter = ["platform"]
     search_fields = ["handle", "external_id"]
     raw_id_fields = ["customer"]
+
+    def save_model(self, request: HttpRequest, obj: SocialIdentity, form: Any, change: bool) -> None:
+        """Save the identity, then the search text of the customer it belongs to (and of the one it left)."""
+        before = SocialIdentity.objects.filter(pk=obj.pk).values_list("customer_id", flat=True).first()
+        super().save_model(request, obj, form, change)
+        customers_search_text_refresh(customer_ids=[obj.customer_id, *([before] if before else [])])
+
+    def delete_model(self, request: HttpRequest, obj: SocialIdentity) -> None:
+        customer_id = obj.customer_id
+        super().delete_model(request, obj)
+        customers_search_text_refresh(customer_ids=[customer_id])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SocialIdentity]) -> None:
+        customer_ids = list(queryset.values_list("customer_id", flat=True))
+        super().delete_queryset(request, queryset)
+        customers_search_text_refresh(customer_ids=customer_ids)
 
 
 @admin.register(AuditEvent)

@@ -9,7 +9,8 @@ interactions point at identities, so either way they end up with the identity's 
 those rows in the order of its events, so the two can deadlock: a merge picked as the victim is run again
 (`_retry_deadlocks`). Each service costs a fixed number of statements, whatever the number of identities,
 contact points or interactions: rows move by batch UPDATEs over id lists, and interactions and
-conversations are never touched.
+conversations are never touched; one more statement rewrites the search text (`contacts.search`) of the
+customers involved.
 
 Merge rules (`customer_merge_preview` shows them before anything is written):
 
@@ -67,6 +68,7 @@ from socialcrm.errors import Conflict, NotFound, ServiceError
 from socialcrm.events import emit
 
 from .models import AuditEvent, ContactPoint, Customer, SocialIdentity
+from .search import customers_search_text_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -450,7 +452,7 @@ def customer_merge(*, target: Customer | int, source: Customer | int, actor: Act
                    choices: Mapping[str, Side] | None = None) -> AuditEvent:
     """Merge `source` into `target` by the rules in the module docstring; the source becomes a tombstone.
 
-    Returns the merge's audit event, which `customer_unmerge` inverts. Nine statements whatever the size of
+    Returns the merge's audit event, which `customer_unmerge` inverts. Ten statements whatever the size of
     either customer. Raises `Conflict` for a merge into itself (`merge_into_self`), into or from a tombstone
     (`target_merged`, `source_merged`; also the outcome for the loser of two concurrent merges of one pair),
     and for two different customer numbers without a choice (`customer_number_conflict`).
@@ -492,6 +494,7 @@ def customer_merge(*, target: Customer | int, source: Customer | int, actor: Act
         target_after = plan.result()
         Customer.objects.filter(pk=target_id).update(**target_after, updated_at=now)
         Customer.objects.filter(pk=source_id).update(merged_into_id=target_id, tags=[], notes="", updated_at=now)
+        customers_search_text_refresh(customer_ids=[target_id, source_id])
         added_notes = target_after["notes"][len(target_before["notes"]):]
         event = AuditEvent.objects.create(
             kind=AuditEvent.Kind.MERGE, customer_id=target_id, source_customer_id=source_id, reason=reason,
@@ -614,6 +617,7 @@ def customer_unmerge(*, merge_event: AuditEvent | int, actor: Actor, reason: str
         source_after = _load_profile(moved["source_before"])
         Customer.objects.filter(pk=target_id).update(**restored, updated_at=now)
         Customer.objects.filter(pk=source_id).update(**source_after, merged_into_id=None, updated_at=now)
+        customers_search_text_refresh(customer_ids=[target_id, source_id])
         undo = AuditEvent.objects.create(
             kind=AuditEvent.Kind.UNMERGE, customer_id=target_id, source_customer_id=source_id, reason=reason,
             moved={
@@ -687,6 +691,7 @@ def identity_link(*, identity: SocialIdentity | int, customer: Customer | int, a
                            "that one", code=ErrorCode.TARGET_MERGED, field="customer")
         _lock_identity(identity_id, owner)
         SocialIdentity.objects.filter(pk=identity_id).update(customer_id=customer_id)
+        customers_search_text_refresh(customer_ids=[owner, customer_id])
         event = AuditEvent.objects.create(
             kind=AuditEvent.Kind.LINK, customer_id=customer_id, source_customer_id=owner, reason=reason,
             moved={"identity_ids": [identity_id], "from_customer_id": owner, "to_customer_id": customer_id},
@@ -717,6 +722,7 @@ def identity_unlink(*, identity: SocialIdentity | int, actor: Actor, reason: str
         name = row.display_name or row.handle or f"{row.platform} {row.external_id}"
         new_customer = Customer.objects.create(display_name=name[:255])
         SocialIdentity.objects.filter(pk=identity_id).update(customer_id=new_customer.pk)
+        customers_search_text_refresh(customer_ids=[owner, new_customer.pk])
         event = AuditEvent.objects.create(
             kind=AuditEvent.Kind.UNLINK, customer_id=new_customer.pk, source_customer_id=owner, reason=reason,
             moved={"identity_ids": [identity_id], "from_customer_id": owner, "new_customer_id": new_customer.pk},

@@ -5,7 +5,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models import F, Func, Q, Value
-from django.db.models.functions import Lower, Now, Right, Upper
+from django.db.models.functions import Lower, Now, Right
 
 from socialcrm.models import TimeStampedModel
 
@@ -31,6 +31,10 @@ class Customer(TimeStampedModel):
     # GDPR: a non-empty reason blocks erasure (`contacts.gdpr.customer_erase`) of this customer and of every
     # customer merged into it. A database default too, for the same reason as `dedupe_keys`.
     legal_hold_reason = models.TextField(blank=True, default="", db_default="")
+    # Search (`contacts.search`): the names, handles and e-mail addresses of the customer and its identities in one
+    # upper-cased string, kept up to date by the writes of those values. A database default too, for the same
+    # reason as `dedupe_keys`.
+    search_text = models.TextField(blank=True, default="", db_default="", editable=False)
 
     class Meta:
         indexes = [
@@ -40,9 +44,9 @@ class Customer(TimeStampedModel):
             # Only tombstones point anywhere; live customers (nearly all rows) stay out of this index.
             models.Index(fields=["merged_into"], name="customer_merged_into_idx",
                          condition=Q(merged_into__isnull=False)),
-            # Search (`contacts.api.selectors.customers_search`): trigrams of the same expression an `icontains`
-            # lookup compares, UPPER(display_name), so "%fragment%" is an index scan, not a scan of every row.
-            GinIndex(OpClass(Upper("display_name"), name="gin_trgm_ops"), name="customer_name_trgm_idx"),
+            # Search (`contacts.api.selectors.customers_search`): trigrams of the search text, so "%FRAGMENT%" over
+            # every name, handle and e-mail address of a customer is one index scan, not a scan of every row.
+            GinIndex(OpClass("search_text", name="gin_trgm_ops"), name="customer_search_trgm_idx"),
         ]
 
     def __str__(self) -> str:
@@ -83,7 +87,7 @@ class ContactPoint(TimeStampedModel):
                 name="contactpoint_email_local_idx", condition=Q(kind="email"),
             ),
             models.Index(Right("normalized", 8), name="contactpoint_phone_last8_idx", condition=Q(kind="phone")),
-            # Search: e-mail fragments (`normalized` is lower-cased already) and phone number endings.
+            # Search: phone number endings (e-mail fragments are searched in `Customer.search_text`).
             GinIndex(OpClass("normalized", name="gin_trgm_ops"), name="contactpoint_trgm_idx"),
         ]
 
@@ -126,10 +130,8 @@ class SocialIdentity(models.Model):
                      Value("@._-"), Value(""), function="translate", output_field=models.TextField()),
                 name="identity_handle_key_idx", condition=~Q(handle=""),
             ),
-            # Search (`contacts.api.selectors.customers_search`): name and handle fragments, as UPPER(...) like
-            # the `icontains` lookup, and a platform user id given whole (the unique key starts with platform).
-            GinIndex(OpClass(Upper("display_name"), name="gin_trgm_ops"), name="identity_name_trgm_idx"),
-            GinIndex(OpClass(Upper("handle"), name="gin_trgm_ops"), name="identity_handle_trgm_idx"),
+            # Search (`contacts.api.selectors.customers_search`): a platform user id given whole (the unique key
+            # starts with platform). Names and handles are searched in `Customer.search_text`.
             models.Index(fields=["external_id"], name="identity_external_id_idx"),
         ]
 

@@ -24,6 +24,7 @@ from .merge import (
     identity_link,
     identity_unlink,
 )
+from .search import customers_search_text_refresh, search_text_sql, wrapped_value_sql
 from .selectors import customer_resolve
 
 __all__ = [
@@ -41,6 +42,10 @@ _IDENTITY_COLUMNS = (
     ("avatar_url", "text"), ("profile_url", "text"), ("customer_name", "text"), ("first_seen_at", "timestamptz"),
     ("last_seen_at", "timestamptz"), ("raw_profile", "jsonb"), ("dedupe_keys", "text[]"),
 )
+
+# A new customer's search text from its staged row, as `customers_search_text_refresh` would compute it.
+_NEW_SEARCH_TEXT = search_text_sql(names=[wrapped_value_sql("customer_name"), wrapped_value_sql("display_name")],
+                                   handles=[wrapped_value_sql("ltrim(handle, '@')")], emails=[])
 
 
 @dataclasses.dataclass(slots=True)
@@ -102,9 +107,11 @@ def identities_resolve(*, seen: Sequence[IdentitySeen]) -> dict[IdentityKey, Res
 
     A fixed number of statements whatever the batch size: the batch is staged once by COPY; one statement
     finds the known identities and creates the new ones together with their customers (with their duplicate
-    blocking keys, `Customer.dedupe_keys`) and queues each new customer for duplicate scoring (`DedupeOutbox`);
-    one more updates the profiles that changed. Only when a concurrent batch created the same identity first
-    are there two more: a lookup of its rows and the removal of the customers made in vain.
+    blocking keys, `Customer.dedupe_keys`, and search text, `Customer.search_text`) and queues each new customer
+    for duplicate scoring (`DedupeOutbox`); one more updates the profiles that changed, and only when a known
+    identity's handle or name changed, one more the search text of its customer. Only when a concurrent batch
+    created the same identity first are there two more: a lookup of its rows and the removal of the customers
+    made in vain.
     """
     if not seen:
         return {}
@@ -134,9 +141,9 @@ def identities_resolve(*, seen: Sequence[IdentitySeen]) -> dict[IdentityKey, Res
             ), customers AS (
                 INSERT INTO contacts_customer
                     (id, display_name, postal_address, language, customer_number, tags, notes, created_at,
-                     updated_at, dedupe_keys)
+                     updated_at, dedupe_keys, search_text)
                 SELECT new_customer_id, customer_name, '', '', '', '{{}}', '', %(now)s, %(now)s,
-                       coalesce(dedupe_keys, '{{}}')::varchar(64)[]
+                       coalesce(dedupe_keys, '{{}}')::varchar(64)[], {_NEW_SEARCH_TEXT}
                 FROM fresh
             ), created AS (
                 INSERT INTO contacts_socialidentity
@@ -194,24 +201,35 @@ def identities_resolve(*, seen: Sequence[IdentitySeen]) -> dict[IdentityKey, Res
 
 def _refresh_profiles(cursor: Any) -> None:
     """Update handle, name, avatar and seen-times of known identities from the staged batch, writing only
-    rows that change (the identities just created match their staged row and are left alone)."""
+    rows that change (the identities just created match their staged row and are left alone); then the search
+    text of the customers whose identities changed handle or name (one more statement, only then)."""
     cursor.execute(
         f"""
-        UPDATE contacts_socialidentity si SET
-            handle = COALESCE(NULLIF(v.handle, ''), si.handle),
-            display_name = COALESCE(NULLIF(v.display_name, ''), si.display_name),
-            avatar_url = COALESCE(NULLIF(v.avatar_url, ''), si.avatar_url),
-            profile_url = COALESCE(NULLIF(v.profile_url, ''), si.profile_url),
-            first_seen_at = LEAST(si.first_seen_at, v.first_seen_at),
-            last_seen_at = GREATEST(si.last_seen_at, v.last_seen_at)
-        FROM {_STAGE_TABLE} v
-        WHERE (si.platform, si.scope, si.external_id) = (v.platform, v.scope, v.external_id) AND (
-            (v.handle <> '' AND v.handle IS DISTINCT FROM si.handle)
-            OR (v.display_name <> '' AND v.display_name IS DISTINCT FROM si.display_name)
-            OR (v.avatar_url <> '' AND v.avatar_url IS DISTINCT FROM si.avatar_url)
-            OR (v.profile_url <> '' AND v.profile_url IS DISTINCT FROM si.profile_url)
-            OR v.first_seen_at < si.first_seen_at
-            OR v.last_seen_at > si.last_seen_at
+        WITH changed AS (
+            UPDATE contacts_socialidentity si SET
+                handle = COALESCE(NULLIF(v.handle, ''), si.handle),
+                display_name = COALESCE(NULLIF(v.display_name, ''), si.display_name),
+                avatar_url = COALESCE(NULLIF(v.avatar_url, ''), si.avatar_url),
+                profile_url = COALESCE(NULLIF(v.profile_url, ''), si.profile_url),
+                first_seen_at = LEAST(si.first_seen_at, v.first_seen_at),
+                last_seen_at = GREATEST(si.last_seen_at, v.last_seen_at)
+            FROM (SELECT v.*, (v.handle <> '' AND v.handle IS DISTINCT FROM known.handle)
+                              OR (v.display_name <> '' AND v.display_name IS DISTINCT FROM known.display_name)
+                              AS renamed
+                  FROM {_STAGE_TABLE} v
+                  JOIN contacts_socialidentity known USING (platform, scope, external_id)) v
+            WHERE (si.platform, si.scope, si.external_id) = (v.platform, v.scope, v.external_id) AND (
+                v.renamed
+                OR (v.avatar_url <> '' AND v.avatar_url IS DISTINCT FROM si.avatar_url)
+                OR (v.profile_url <> '' AND v.profile_url IS DISTINCT FROM si.profile_url)
+                OR v.first_seen_at < si.first_seen_at
+                OR v.last_seen_at > si.last_seen_at
+            )
+            RETURNING si.customer_id, v.renamed
         )
+        SELECT DISTINCT customer_id FROM changed WHERE renamed
         """
     )
+    renamed = [row[0] for row in cursor.fetchall()]
+    if renamed:
+        customers_search_text_refresh(customer_ids=renamed)

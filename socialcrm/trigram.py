@@ -47,3 +47,21 @@ def trigram_indexes(app_label: str, indexes: Sequence[tuple[str, Index]]) -> mig
         state_operations=[migrations.AddIndex(model_name=model_name, index=index) for model_name, index in indexes],
         database_operations=[migrations.RunPython(forward, backward, elidable=False)],
     )
+
+
+def trigram_indexes_removed(app_label: str,
+                            indexes: Sequence[tuple[str, Index]]) -> migrations.SeparateDatabaseAndState:
+    """The reverse of `trigram_indexes`: `indexes` leave the model state always, and the database (concurrently,
+    outside a transaction) where they exist; going back adds them again where pg_trgm is available."""
+    added = trigram_indexes(app_label, indexes)
+    add = added.database_operations[0].code
+
+    def drop(apps, schema_editor) -> None:
+        for _, index in indexes:
+            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(index.name)}")
+
+    return migrations.SeparateDatabaseAndState(
+        state_operations=[migrations.RemoveIndex(model_name=model_name, name=index.name)
+                          for model_name, index in indexes],
+        database_operations=[migrations.RunPython(drop, add, elidable=False)],
+    )

@@ -37,6 +37,7 @@ from contacts.api.selectors import (
 )
 from contacts.merge import SCALAR_FIELDS, MergePreview, Rule
 from contacts.models import AuditEvent, ContactPoint, Customer, DuplicateSuggestion, SocialIdentity
+from contacts.search import search_text_contains
 from contacts.selectors import customer_audit_events
 from conversations.api.pagination import timeline_cursor_decode, timeline_cursor_encode
 from conversations.models import Conversation, Interaction
@@ -391,7 +392,11 @@ def link_candidates(*, user: User, customer_id: int, text: str) -> list[SocialId
     if not text:
         return []
     handle = text.lstrip("@") or text
-    condition = Q(handle__icontains=handle) | Q(display_name__icontains=text) | Q(external_id=text)
+    # Names and handles through the customers' search text and its trigram index (`contacts.search`), then
+    # checked on the identity itself.
+    holders = Customer.objects.filter(search_text_contains(text) | search_text_contains(handle)).values("pk")
+    condition = (Q(customer_id__in=holders) & (Q(handle__icontains=handle) | Q(display_name__icontains=text))
+                 | Q(external_id=text))
     if text.isdigit() and int(text) <= MAX_ID:
         condition |= Q(pk=int(text))
     rows = list(identity_list_for_user(user=user).filter(condition).exclude(customer_id=customer_id)

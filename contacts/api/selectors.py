@@ -9,14 +9,15 @@ scope registered a restricted user sees no customer at all (closed, not open).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import connections
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, QuerySet, Subquery
 
 from access.selectors import ChannelScope, channel_scope_for_user
 from contacts.models import AuditEvent, ContactPoint, Customer, DuplicateSuggestion, SocialIdentity
+from contacts.search import search_text_condition
 from socialcrm.errors import NotFound
 
 # Given the channel account ids a user may see, a condition on SocialIdentity rows that are in view.
@@ -25,9 +26,6 @@ _identity_scopes: list[IdentityScope] = []
 
 # How many merges deep a tombstone is followed to its survivor.
 MAX_MERGE_HOPS = 10
-
-# The shortest text a search matches inside names, handles and e-mail addresses (a trigram's length).
-MIN_FRAGMENT = 3
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -110,17 +108,6 @@ def identity_list_for_user(*, user: User) -> QuerySet[SocialIdentity]:
     return queryset
 
 
-def _fragment(field: str, text: str) -> Q:
-    """`field` contains `text` (case-insensitive) when `text` is long enough for the trigram index, else equals it.
-
-    The lookups compile to UPPER(field) LIKE / = UPPER(text), the expression the trigram indexes are built on
-    (contacts/models.py). A fragment under `MIN_FRAGMENT` characters holds no whole trigram, so a "contains"
-    would read the whole index; whole values are still found.
-    """
-    lookup = "icontains" if len(text) >= MIN_FRAGMENT else "iexact"
-    return Q(**{f"{field}__{lookup}": text})
-
-
 def customers_search(queryset: QuerySet[Customer], text: str) -> QuerySet[Customer]:
     """Customers matching `text`, by any of:
 
@@ -131,94 +118,40 @@ def customers_search(queryset: QuerySet[Customer], text: str) -> QuerySet[Custom
       so "0170 1234567" finds "+491701234567";
     - customer numbers and platform user ids: exact.
 
-    Names, handles and e-mail addresses need `MIN_FRAGMENT` (3) characters for "contains": shorter text finds
-    them only whole ("Li" finds a customer named "li", not "Lisa"), because a fragment without a whole trigram
-    cannot use the trigram indexes and would read every row.
+    Names, handles and e-mail addresses need `contacts.search.MIN_FRAGMENT` (3) characters for "contains": shorter
+    text finds them only whole ("Li" finds a customer named "li", not "Lisa"), because a fragment without a whole
+    trigram cannot use the trigram index and would read every row.
 
-    Each way of matching is a query of its own on its own index (trigram GIN indexes for the fragments, B-trees
-    for the exact values), and the customer ids they find are combined with UNION ALL: conditions on
-    different tables joined by OR would make PostgreSQL read every customer. The caller's filters (the team's
-    visibility, tombstones) and the list's order and cursor apply on top, to the matching customers only.
+    One condition on the customer row: names, handles and e-mail addresses are one LIKE on the customer's search
+    text (`contacts.search`), the exact values are the ids their B-tree (and, for phone endings, trigram) indexes
+    find, compared with `= ANY(ARRAY(...))`. So PostgreSQL may answer a page either way: for rare matches it ORs
+    the indexes' bitmaps and sorts what they found, for common ones it reads the list in its order (on the index
+    of that order) and stops at the page's end, checking each customer's text, a few microseconds apiece. The
+    caller's filters (the team's visibility, tombstones) and the list's order and cursor apply as to any filter.
     """
-    parts = _search_parts(text)
-    if parts is None:
-        return queryset
-    own, identity, contact = parts
-    matching = (
-        Customer.objects.filter(own).values("pk")
-        .union(SocialIdentity.objects.filter(identity).values("customer_id"),
-               ContactPoint.objects.filter(contact).values("customer_id"), all=True)
-    )
-    return queryset.filter(pk__in=matching)
+    condition = _search_condition(text)
+    return queryset if condition is None else queryset.filter(condition)
 
 
-def _search_parts(text: str) -> tuple[Q, Q, Q] | None:
-    """The conditions of `customers_search` on customers, social identities and contact points (None: no search)."""
+def _among(matching: QuerySet) -> Q:
+    """The customer is among the ids `matching` (one column) finds, as `id = ANY(ARRAY(...))`, which an index scan
+    of the primary key can answer (an `id IN (SELECT ...)` ORed with other conditions cannot)."""
+    return Q(Func(F("pk"), ArraySubquery(matching), arg_joiner=" = ANY(", template="%(expressions)s)",
+                  output_field=BooleanField()))
+
+
+def _search_condition(text: str) -> Q | None:
+    """The condition of `customers_search` on customers (None: no search)."""
     text = text.strip()
     if not text:
         return None
-    handle = text.lstrip("@") or text
-    identity = _fragment("display_name", text) | _fragment("handle", handle) | Q(external_id=text)
-    email = text.lower()
-    contact = Q(kind=ContactPoint.Kind.EMAIL) & (
-        Q(normalized__contains=email) if len(email) >= MIN_FRAGMENT else Q(normalized=email)
-    )
+    condition = search_text_condition(text) | Q(customer_number=text)
+    condition |= _among(SocialIdentity.objects.filter(external_id=text).values("customer_id"))
     digits = re.sub(r"\D", "", text).lstrip("0")
     if len(digits) >= 4 and not re.search(r"[^\d\s()+\-./]", text):
-        contact |= Q(kind=ContactPoint.Kind.PHONE, normalized__endswith=digits)
-    return _fragment("display_name", text) | Q(customer_number=text), identity, contact
-
-
-def customers_search_walk(queryset: QuerySet[Customer], text: str, *, order_by: Sequence[str], limit: int,
-                          window: int) -> tuple[list[int], bool]:
-    """(ids, exact): the customers matching `text` (exactly as `customers_search`) among the first `window`
-    customers of `queryset` in the order `order_by`, up to the `limit`th match (in no particular order).
-
-    `exact` is true when the ids are the first `limit` matches of the whole of `queryset` in that order (or all of
-    its matches, when it has fewer): when `limit` were found, or when `queryset` holds fewer than `window`
-    customers. Otherwise the matches past the window are unknown and the caller searches with `customers_search`.
-
-    The other way to a page of search results: `customers_search` reads every match on the indexes, then sorts
-    them, which for a common name ("Schmid": 7,000 customers) costs 100 ms and more; this walks the list in its
-    order (on the index of that order) and checks each customer on the customer_id indexes of identities and
-    contact points, stopping at the `limit`th match: it costs what the customers walked cost (about 10 µs each).
-    `queryset` is the list before the search, the caller's position (cursor) included. One query.
-    """
-    parts = _search_parts(text)
-    if parts is None:
-        raise ValueError("no search text")
-    own, identity, contact = parts
-    # Correlated per customer. The second, redundant comparison with the outer id keeps PostgreSQL from turning
-    # each EXISTS into a hashed subplan, which would read every match, like the UNION.
-    outer = {"customer_id": OuterRef("pk"), "customer_id__gte": OuterRef("pk")}
-    condition = Customer.objects.filter(
-        own | Exists(SocialIdentity.objects.filter(identity, **outer))
-        | Exists(ContactPoint.objects.filter(contact, **outer))
-    ).query
-    where_sql, where_params = condition.get_compiler(using=queryset.db).compile(condition.where)
-    meta = Customer._meta
-    fields = [meta.pk.name if f.lstrip("-") == "pk" else f.lstrip("-") for f in order_by]
-    walked = queryset.order_by(*order_by).values(*dict.fromkeys([meta.pk.name, *fields, "display_name",
-                                                                  "customer_number"]))[:window]
-    walk_sql, walk_params = walked.query.sql_with_params()
-    quote = connections[queryset.db].ops.quote_name
-    table = quote(meta.db_table)
-    order_sql = ", ".join(f"{table}.{quote(meta.get_field(f).column)}{' DESC' if o.startswith('-') else ''}"
-                          for f, o in zip(fields, order_by, strict=True))
-    # The matches, then (only when fewer than `limit`) one NULL if the window is full: the walk did not see
-    # everything. The hits are materialized so they are walked for once.
-    sql = (
-        f"WITH hits AS MATERIALIZED (SELECT {table}.{quote(meta.pk.column)} AS id FROM ({walk_sql}) {table} "
-        f"WHERE {where_sql} ORDER BY {order_sql} LIMIT %s) "
-        f"SELECT id FROM hits UNION ALL "
-        f"SELECT NULL FROM (SELECT 1 FROM ({walk_sql}) walked OFFSET %s LIMIT 1) full_window "
-        f"WHERE (SELECT count(*) FROM hits) < %s"
-    )
-    with connections[queryset.db].cursor() as cursor:
-        cursor.execute(sql, (*walk_params, *where_params, limit, *walk_params, window - 1, limit))
-        rows = [row[0] for row in cursor.fetchall()]
-    ids = [pk for pk in rows if pk is not None]
-    return ids, len(ids) >= limit or len(ids) == len(rows)
+        condition |= _among(ContactPoint.objects.filter(kind=ContactPoint.Kind.PHONE, normalized__endswith=digits)
+                            .values("customer_id"))
+    return condition
 
 
 def customer_in_view_or_404(*, user: User, customer_id: int, field: str | None = None) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 
 from contacts.models import Customer
+from contacts.search import customers_search_text_refresh
 from socialcrm.errors import Conflict, NotFound
 from socialcrm.events import emit
 
@@ -27,6 +28,7 @@ def customer_create(
             display_name=display_name, language=language, customer_number=customer_number,
             postal_address=postal_address, birth_date=birth_date, tags=list(tags or []), notes=notes,
         )
+        customers_search_text_refresh(customer_ids=[customer.pk])
         emit("customer.created", {"customer_ids": [customer.pk]})
     return customer
 
@@ -46,4 +48,6 @@ def customer_update(*, customer_id: int, changes: dict[str, Any]) -> Customer:
         for name, value in changes.items():
             setattr(customer, name, value)
         customer.save(update_fields=[*changes, "updated_at"])
+        if "display_name" in changes:
+            customers_search_text_refresh(customer_ids=[customer.pk])
     return customer

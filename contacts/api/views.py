@@ -24,9 +24,6 @@ the pair apart for good (scope `merge`). A restricted user sees a suggestion onl
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING
-
 from django.db.models import QuerySet
 from django.http import HttpResponsePermanentRedirect
 from django.urls import reverse
@@ -34,7 +31,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -50,7 +46,6 @@ from contacts.verification import (
     identity_link_by_customer_number,
 )
 from socialcrm.api.errors import error_body
-from socialcrm.api.pagination import KeysetPagination, decode_cursor, keyset_after, page_size_from
 from socialcrm.api.views import ApiGenericViewSet, conditional_response
 from socialcrm.errors import NotFound
 
@@ -60,7 +55,6 @@ from .selectors import (
     customer_get_for_user,
     customer_in_view_or_404,
     customer_list_for_user,
-    customers_search_walk,
     identity_in_view_or_404,
     identity_list_for_user,
     merge_event_get_for_user,
@@ -89,9 +83,6 @@ from .serializers import (
 )
 from .services import customer_create, customer_update
 
-if TYPE_CHECKING:
-    from rest_framework.views import APIView
-
 ETAG_HEADER = OpenApiParameter("ETag", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[200, 304],
                                description="Version of the representation; send it back in If-None-Match.")
 IF_NONE_MATCH = OpenApiParameter("If-None-Match", OpenApiTypes.STR, OpenApiParameter.HEADER,
@@ -106,61 +97,6 @@ def customer_url(request: Request, customer_id: int, suffix: str = "") -> str:
 
 def include_merged(request: Request) -> bool:
     return request.query_params.get("include_merged", "").lower() in ("true", "1")
-
-
-class CustomerPagination(KeysetPagination):
-    """Keyset pagination whose search pages (`?q=`) are found, when the matches are common, by walking the list
-    in its order (`customers_search_walk`) instead of reading every match: the same rows and links either way.
-
-    A walk of the first `walk_probe` customers after the page's position comes first; if it holds the page (or
-    the list ends within it), that is the page. If it found enough matches to expect a page within `walk_max`
-    customers, a second walk goes that far. Otherwise (rare matches: e-mail addresses, phone numbers, customer
-    numbers, handles) the search's index plan answers, as it does for pages read backwards.
-    """
-
-    walk_probe = 500
-    walk_max = 5000
-    # Only text that could be part of a name is walked for: with a digit or an "@" it is a handle, an e-mail
-    # address, a phone or customer number, which match few customers (the walk would then be wasted work).
-    walk_text = re.compile(r"[^\W\d_]+(?:[\s'.\-][^\W\d_]+)*")
-
-    def paginate_queryset(self, queryset: QuerySet, request: Request, view: APIView | None = None) -> list:
-        search = getattr(view, "search_walk", None)
-        if search is not None and self.walk_text.fullmatch(search[1]):
-            base, text = search
-            ids = self._walked_page(base, text, request, view)
-            if ids is not None:
-                queryset = base.filter(pk__in=ids)  # exactly the page's matches: the keyset page picks them
-        return super().paginate_queryset(queryset, request, view)
-
-    def _walked_page(self, base: QuerySet, text: str, request: Request, view: APIView | None) -> list[int] | None:
-        """The ids of the page (and the row after it) when a walk finds them, else None."""
-        orderings = self._orderings(view)
-        name = request.query_params.get(self.ordering_query_param, next(iter(orderings)))
-        if name not in orderings:
-            return None  # the keyset page answers the 400
-        ordering = orderings[name]
-        fields = [f.lstrip("-") for f in ordering]
-        try:
-            size = page_size_from(request, default=self.page_size, maximum=self.max_page_size,
-                                  param=self.page_size_query_param)
-            raw_cursor = request.query_params.get(self.cursor_query_param)
-            if raw_cursor:
-                payload = decode_cursor(raw_cursor, param=self.cursor_query_param)
-                if payload.get("o") != name or payload.get("r"):
-                    return None
-                values = self._key_from_cursor(base.model, fields, payload.get("k"))
-                base = base.filter(keyset_after(fields, values, descending=ordering[0].startswith("-")))
-        except ValidationError:
-            return None
-        limit = size + 1
-        ids, exact = customers_search_walk(base, text, order_by=ordering, limit=limit, window=self.walk_probe)
-        if exact:
-            return ids
-        if len(ids) * self.walk_max < limit * self.walk_probe:
-            return None  # too few matches near the top of the list to expect a page within `walk_max`
-        ids, exact = customers_search_walk(base, text, order_by=ordering, limit=limit, window=self.walk_max)
-        return ids if exact else None
 
 
 @extend_schema_view(
@@ -183,22 +119,8 @@ class CustomerViewSet(mixins.ListModelMixin, ApiGenericViewSet):
         "id": ("id",),
     }
 
-    pagination_class = CustomerPagination
-    search_walk: tuple[QuerySet[Customer], str] | None = None
-
     def get_queryset(self) -> QuerySet[Customer]:
         return customer_list_for_user(user=self.request.user, include_merged=include_merged(self.request))
-
-    def filter_queryset(self, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
-        filtered = super().filter_queryset(queryset)
-        self.search_walk = None
-        text = self.request.query_params.get("q", "").strip()
-        if self.action == "list" and text:
-            # The list with every filter but the search, for `CustomerPagination` to walk.
-            params = self.request.query_params.copy()
-            del params["q"]
-            self.search_walk = (self.filterset_class(params, queryset=queryset, request=self.request).qs, text)
-        return filtered
 
     @extend_schema(
         summary="Get a customer",

@@ -15,6 +15,7 @@ from access.services import api_token_create
 from channels.ingest import ingest
 from channels.models import ChannelAccount, WebhookDelivery
 from contacts.models import ContactPoint, Customer, SocialIdentity
+from contacts.search import customers_search_text_refresh
 from conversations.models import Conversation, Interaction
 from tests.channels.factories import post
 
@@ -51,6 +52,7 @@ def _side(name: str, external_id: str, author: int) -> Side:
     customer.save()
     ContactPoint.objects.create(customer=customer, kind="email", value=f"{name}@example.com",
                                 normalized=f"{name}@example.com")
+    customers_search_text_refresh(customer_ids=[customer.pk])  # written past the services above
     agent = User.objects.create_user(f"agent-{name}")
     team = Team.objects.create(name=f"Team {name}")
     team.members.add(agent)

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from channels.ingest import ingest
 from contacts.models import ContactPoint, Customer, SocialIdentity
+from contacts.search import customers_search_text_refresh
 from tests.api.conftest import World, assert_error, ids
 from tests.channels.factories import author, post
 
@@ -57,6 +58,7 @@ def _searchable(world: World, name: str, *, handle: str = "", email: str = "", m
     Customer.objects.filter(pk=customer.pk).update(display_name=name)
     if email:
         ContactPoint.objects.create(customer=customer, kind="email", value=email, normalized=email.lower())
+    customers_search_text_refresh(customer_ids=[customer.pk])  # written past the services above
     return customer
 
 

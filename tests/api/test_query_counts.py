@@ -15,6 +15,7 @@ from access.models import Team
 from channels.ingest import ingest
 from channels.models import ChannelAccount, WebhookDelivery
 from contacts.models import AuditEvent, ContactPoint, DuplicateSuggestion, SocialIdentity
+from contacts.search import customers_search_text_refresh
 from conversations.models import Conversation, ConversationNote, ConversationTag
 from hooks.models import OutboundEvent, WebhookSubscription
 from tests.api.conftest import World
@@ -33,10 +34,12 @@ def _grow(world: World, n: int) -> None:
     subscriptions and outbound deliveries."""
     start = SocialIdentity.objects.count()
     ingest(world.a.account, [post(f"grow-{n}-{i}", who=100 + start + i, minutes=i) for i in range(n)])
-    for identity in SocialIdentity.objects.filter(external_id__startswith="u1")[:n]:
+    grown = SocialIdentity.objects.filter(external_id__startswith="u1")[:n]
+    for identity in grown:
         ContactPoint.objects.get_or_create(customer_id=identity.customer_id, kind="email",
                                            normalized=f"c{identity.pk}@example.com",
                                            defaults={"value": f"c{identity.pk}@example.com"})
+    customers_search_text_refresh(customer_ids=[identity.customer_id for identity in grown])
     for conversation in world.a.account.conversations.all():
         ConversationTag.objects.get_or_create(conversation=conversation, name="grown")
     ConversationNote.objects.bulk_create([ConversationNote(conversation=world.a.conversation, text=f"n{i}")

@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from channels.ingest import ingest
 from contacts.merge import customer_merge
 from contacts.models import AuditEvent, ContactPoint, Customer, DuplicateSuggestion, SocialIdentity
+from contacts.search import customers_search_text_refresh
 from tests.api.conftest import World
 from tests.channels.factories import post
 from tests.console.test_customer import HOSTILE, IMG, SCRIPT, SVG, merge_perm_user
@@ -31,6 +32,7 @@ def second_customer(world: World, who: int = 21, **fields: object) -> Customer:
     Customer.objects.filter(pk=customer.pk).update(**{"display_name": f"Zweitprofil {who}", **fields})
     ContactPoint.objects.create(customer=customer, kind="email", value=f"second{who}@example.com",
                                 normalized=f"second{who}@example.com")
+    customers_search_text_refresh(customer_ids=[customer.pk])  # written past the services above
     customer.refresh_from_db()
     return customer
 

@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from channels.ingest import ingest
 from console.selectors import search
 from contacts.models import ContactPoint, Customer, SocialIdentity
+from contacts.search import customers_search_text_refresh
 from conversations.models import Interaction
 from tests.api.conftest import World
 from tests.channels.factories import author, post
@@ -101,6 +102,7 @@ def test_an_empty_query_shows_a_hint_and_a_short_one_a_message(world: World, con
 
 def test_two_characters_search_customers_but_not_message_text(world: World, console_for: ConsoleFor):
     Customer.objects.filter(pk=world.a.customer.pk).update(display_name="Al")
+    customers_search_text_refresh(customer_ids=[world.a.customer.pk])
     ingest(world.a.account, [post("al-1", who=1, minutes=3, text="al")])
     html = console_for(world.a.agent).get("/search/", {"q": "al"}).content.decode()
     assert world.a.customer.pk in customer_ids(html)
