@@ -50,6 +50,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -354,6 +355,23 @@ def open_database(name: str, stamp: str, *, rebuild: bool) -> bool:
     return False
 
 
+def build_unless_reused(name: str, stamp: str, reused: bool, args: argparse.Namespace,
+                        build_data: Callable[[argparse.Namespace], dict[str, float]]) -> tuple[float | None, dict]:
+    """Fill the database `open_database` just created with `build_data(args)` and stamp it, unless it was reused:
+    (seconds the build took, or None when reused; the build's phases)."""
+    if reused:
+        progress(f"reusing database {name} ({stamp})")
+        return None, {}
+    progress(f"building database {name}: {args.customers:,} customers, {args.interactions:,} interactions ...")
+    start = time.perf_counter()
+    phases = build_data(args)
+    built_in = time.perf_counter() - start
+    progress(f"built in {built_in:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()))
+    with connection.cursor() as cursor:
+        cursor.execute(f'COMMENT ON DATABASE "{name}" IS %s', [stamp])
+    return built_in, phases
+
+
 def describe() -> dict[str, Any]:
     with connection.cursor() as cursor:
         cursor.execute("""
@@ -550,18 +568,8 @@ def main() -> None:
     name = args.database or f"{connection.settings_dict['TEST']['NAME'] or 'socialcrm'}_api"
     stamp = stamp_for(args)
     reused = open_database(name, stamp, rebuild=args.rebuild)
-    built_in = None
     try:
-        if reused:
-            progress(f"reusing database {name} ({stamp})")
-        else:
-            progress(f"building database {name}: {args.customers:,} customers, {args.interactions:,} interactions ...")
-            start = time.perf_counter()
-            phases = build(args)
-            built_in = time.perf_counter() - start
-            progress(f"built in {built_in:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()))
-            with connection.cursor() as cursor:
-                cursor.execute(f'COMMENT ON DATABASE "{name}" IS %s', [stamp])
+        built_in, _ = build_unless_reused(name, stamp, reused, args, build)
         data = describe()
         user, _ = get_user_model().objects.get_or_create(username="bench.api")
         user.user_permissions.add(Permission.objects.get(codename="view_all_channels"))

@@ -63,7 +63,15 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from access.models import Team  # noqa: E402
 from bench._common import ms, percentile, schema_stamp, server_time, timed_sql  # noqa: E402
-from bench.api import BIG_CONVERSATIONS, BIG_IDENTITIES, PLATFORMS, describe, open_database, progress  # noqa: E402
+from bench.api import (  # noqa: E402
+    BIG_CONVERSATIONS,
+    BIG_IDENTITIES,
+    PLATFORMS,
+    build_unless_reused,
+    describe,
+    open_database,
+    progress,
+)
 from bench.api import build as build_base  # noqa: E402
 from channels.models import ChannelAccount  # noqa: E402
 from console.selectors.customers import timeline_page  # noqa: E402
@@ -461,18 +469,8 @@ def main() -> None:
     name = args.database or f"{connection.settings_dict['TEST']['NAME'] or 'socialcrm'}_console"
     stamp = stamp_for(args)
     reused = open_database(name, stamp, rebuild=args.rebuild)
-    built_in, phases = None, {}
     try:
-        if reused:
-            progress(f"reusing database {name} ({stamp})")
-        else:
-            progress(f"building database {name}: {args.customers:,} customers, {args.interactions:,} interactions ...")
-            start = time.perf_counter()
-            phases = build(args)
-            built_in = time.perf_counter() - start
-            progress(f"built in {built_in:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()))
-            with connection.cursor() as cursor:
-                cursor.execute(f'COMMENT ON DATABASE "{name}" IS %s', [stamp])
+        built_in, phases = build_unless_reused(name, stamp, reused, args, build)
         data = describe()
         measured = pages(Plan(args.customers))
         progress(f"measuring {len(measured)} pages, {args.rounds} rounds ...")

@@ -87,6 +87,10 @@ def account_and_adapter(platform: str, account_id: int) -> tuple[ChannelAccount,
     return account, adapter
 
 
+def _too_large() -> Answer:
+    return error(413, "body_too_large", f"Webhook bodies are limited to {settings.WEBHOOK_MAX_BODY} bytes.")
+
+
 def unknown_channel(platform: str, account_id: int) -> Answer:
     return error(404, "unknown_channel", f"No enabled {platform} channel account {account_id}.")
 
@@ -99,13 +103,12 @@ def receive(*, platform: str, account_id: int, headers: dict[str, str], query: d
     if found is None:
         return unknown_channel(platform, account_id)
     account, adapter = found
-    too_large = error(413, "body_too_large", f"Webhook bodies are limited to {settings.WEBHOOK_MAX_BODY} bytes.")
     length = headers.get("content-length", "")
     if length.isdigit() and int(length) > settings.WEBHOOK_MAX_BODY:
-        return too_large
+        return _too_large()
     body = read_body()
     if len(body) > settings.WEBHOOK_MAX_BODY:
-        return too_large
+        return _too_large()
     try:
         adapter.verify_webhook(WebhookRequest(method="POST", headers=headers, query=query, body=body))
     except SignatureError as exc:

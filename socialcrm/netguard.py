@@ -14,6 +14,7 @@ they checked: a host that answers with a public address for the first lookup and
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -40,6 +41,11 @@ def refused_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
             or ip.is_unspecified or not ip.is_global)
 
 
+def any_refused(addresses: Iterable[str]) -> bool:
+    """Whether any of these resolved addresses (an IPv6 one perhaps with a `%zone`) is one the guard refuses."""
+    return any(refused_address(ipaddress.ip_address(a.split("%", 1)[0])) for a in addresses)
+
+
 def resolve(host: str, port: int) -> list[str]:
     """The addresses `host` resolves to (an IP literal resolves to itself)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -60,16 +66,20 @@ def public_url_check(url: str, *, allow_private: bool = False) -> list[str]:
     host = parts.hostname
     if not host:
         raise UrlRefused("The URL has no host.", "url_invalid")
+    return checked_addresses(host, port, allow_private=allow_private)
+
+
+def checked_addresses(host: str, port: int, *, allow_private: bool = False) -> list[str]:
+    """The addresses `host` resolves to; `UrlRefused` when it cannot be resolved or any of them is refused."""
     try:
         addresses = resolve(host, port)
     except (OSError, UnicodeError):
         raise UrlRefused(f"The host {host!r} cannot be resolved.", "url_unresolvable") from None
-    if allow_private:
-        return addresses
-    for address in addresses:
-        if refused_address(ipaddress.ip_address(address.split("%", 1)[0])):
-            raise UrlRefused(f"The host {host!r} resolves to a private, loopback, link-local or reserved address.",
-                             "url_refused")
+    if not addresses:
+        raise UrlRefused(f"The host {host!r} cannot be resolved.", "url_unresolvable")
+    if not allow_private and any_refused(addresses):
+        raise UrlRefused(f"The host {host!r} resolves to a private, loopback, link-local or reserved address.",
+                         "url_refused")
     return addresses
 
 
@@ -82,21 +92,13 @@ class _CheckedBackend(httpcore.SyncBackend):
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
         try:
-            addresses = resolve(host, port)
-        except (OSError, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"the host {host!r} cannot be resolved") from exc
-        if not self.allow_private:
-            refused = [a for a in addresses if refused_address(ipaddress.ip_address(a.split("%", 1)[0]))]
-            if refused or not addresses:
-                raise httpcore.ConnectError(f"refused: the host {host!r} resolves to a private, loopback, "
-                                            f"link-local or reserved address")
-        failure: httpcore.ConnectError | None = None
-        for address in addresses:
-            try:
+            addresses = checked_addresses(host, port, allow_private=self.allow_private)
+        except UrlRefused as exc:
+            raise httpcore.ConnectError(f"refused: {exc}") from None
+        for address in addresses[:-1]:  # the next one on failure; the last one's failure is the answer
+            with contextlib.suppress(httpcore.ConnectError):
                 return super().connect_tcp(address, port, timeout, local_address, socket_options)
-            except httpcore.ConnectError as exc:
-                failure = exc
-        raise failure or httpcore.ConnectError(f"no address for {host!r}")
+        return super().connect_tcp(addresses[-1], port, timeout, local_address, socket_options)
 
 
 class _GuardedTransport(httpx.HTTPTransport):
