@@ -2,14 +2,19 @@
 
 One batch is one transaction and a fixed number of statements whatever its size:
 
-1. `contacts.services.identities_resolve`: upsert the authors' social identities, creating a customer
-   for each identity seen for the first time (at most 4 statements);
+1. `contacts.services.identities_resolve`: upsert the authors' social identities, refreshing the profiles
+   that changed and creating a customer for each identity seen for the first time (1 statement after the
+   staging COPY; 1 more when a known author changed name or handle);
 2. `conversations.services.conversations_touch`: create the threads the batch opens, move the clocks of
-   those it continues (at most 3);
+   those it continues (1 after the staging COPY);
 3. `conversations.services.interactions_record`: insert every interaction, merging edits, deletes and
-   re-deliveries by (channel account, external id) (1);
+   re-deliveries by (channel account, external id) (1 after the staging COPY);
 4. `conversations.services.interactions_apply_statuses`: move our replies forward by the platform's
    delivery reports (1, only when the batch has any).
+
+A batch that races a concurrent one for the same new author or thread takes a few statements more to use the
+other batch's rows. Python's cyclic garbage collector is paused while a batch runs (`socialcrm.gcpause`):
+a batch allocates tens of thousands of short-lived objects, which reference counting frees anyway.
 
 Events are validated first; a malformed one is rejected with its reason and the rest are stored. Then one
 query of the GDPR erasure ledger (`contacts.gdpr.erasures_lookup`, only when the batch has authors or threads)
@@ -41,6 +46,7 @@ from conversations.services import (
 )
 from socialcrm.debounce import enqueue_once_per_window
 from socialcrm.events import emit
+from socialcrm.gcpause import collector_paused
 
 from .adapters.base import CREATE_KINDS, MAX_TEXT, Direction, EventKind, InboundEvent
 from .models import ChannelAccount
@@ -77,6 +83,8 @@ class _Fold:
     """Every event of one batch about one external id, folded into what the database row should become."""
 
     create: InboundEvent | None = None
+    # The customer-side author of `create` (`_identity_key`), None for our own messages.
+    author_key: IdentityKey | None = None
     text: str = ""
     attachments: tuple = ()
     reply_to_id: str = ""
@@ -84,12 +92,13 @@ class _Fold:
     deleted_at: dt.datetime | None = None
     first_seen_at: dt.datetime | None = None
 
-    def add(self, event: InboundEvent) -> None:
+    def add(self, event: InboundEvent, author_key: IdentityKey | None) -> None:
         at = event.occurred_at
         self.first_seen_at = at if self.first_seen_at is None else min(self.first_seen_at, at)
         if event.kind in CREATE_KINDS:
             if self.create is None:
                 self.create = event
+                self.author_key = author_key
             # A re-delivery may carry what the first delivery lacked (text, media).
             self.text = self.text or event.text
             self.attachments = self.attachments or event.attachments
@@ -129,25 +138,24 @@ def _identity_key(event: InboundEvent) -> IdentityKey | None:
     return (author.platform or event.platform, author.scope, author.external_id)
 
 
-def _drop_erased(account: ChannelAccount, events: list[InboundEvent]) -> tuple[list[InboundEvent], int]:
-    """The events left after dropping those from before an erasure: by an erased identity, or without a
-    customer-side author (our own replies) in an erased person's thread. Other people's events in such a
-    thread are kept."""
-    keys = [_identity_key(e) for e in events]
+def _drop_erased(account: ChannelAccount, events: list[tuple[InboundEvent, IdentityKey | None]]
+                 ) -> tuple[list[tuple[InboundEvent, IdentityKey | None]], int]:
+    """The events (each with its `_identity_key`) left after dropping those from before an erasure: by an erased
+    identity, or without a customer-side author (our own replies) in an erased person's thread. Other people's
+    events in such a thread are kept."""
     # Threads matter only for events without a customer-side author (our own replies).
-    erasures = erasures_lookup(identity_keys=[k for k in keys if k is not None], channel_account_id=account.pk,
-                               thread_keys=[e.thread_key for e, k in zip(events, keys, strict=True) if k is None])
+    erasures = erasures_lookup(identity_keys=[k for _, k in events if k is not None], channel_account_id=account.pk,
+                               thread_keys=[e.thread_key for e, k in events if k is None])
     if not erasures:
         return events, 0
     kept = []
-    for event in events:
-        key = _identity_key(event)
+    for event, key in events:
         erased_at = erasures.identities.get(key) if key is not None else None
         thread_erased_at = erasures.threads.get(event.thread_key)
         if (erased_at is not None and event.occurred_at <= erased_at) or (
                 key is None and thread_erased_at is not None and event.occurred_at <= thread_erased_at):
             continue
-        kept.append(event)
+        kept.append((event, key))
     return kept, len(events) - len(kept)
 
 
@@ -158,28 +166,35 @@ def _schedule_scoring() -> None:
 
 def ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
     """Store one batch of inbound events for `account`. See the module docstring for the guarantees."""
+    with collector_paused():
+        return _ingest(account, events)
+
+
+def _ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
     received = list(events)
     valid, rejected = _validate(received)
     for r in rejected:
         logger.warning("ingest: rejected event %s on account %s: %s", r.external_id or f"#{r.index}", account.pk,
                        r.reason)
-    valid, erased = _drop_erased(account, valid)
+    keyed, erased = _drop_erased(account, [(event, _identity_key(event)) for event in valid])
 
     folds: dict[str, _Fold] = {}
     sightings: list[IdentitySeen] = []
     statuses: list[InboundEvent] = []
-    for event in valid:
+    for event, key in keyed:
         if event.kind == EventKind.STATUS:
             statuses.append(event)
             continue
-        folds.setdefault(event.external_id, _Fold()).add(event)
-        key = _identity_key(event)
+        fold = folds.get(event.external_id)
+        if fold is None:
+            fold = folds[event.external_id] = _Fold()
+        fold.add(event, key)
         if key is not None and event.kind in CREATE_KINDS:
             a = event.author
             sightings.append(IdentitySeen(
                 platform=key[0], scope=key[1], external_id=key[2], seen_at=event.occurred_at, handle=a.handle,
                 display_name=a.display_name, avatar_url=a.avatar_url, profile_url=a.profile_url,
-                raw_profile=dict(a.raw or {}),
+                raw_profile=dict(a.raw) if a.raw else {},
             ))
 
     with transaction.atomic():
@@ -189,11 +204,12 @@ def ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
             create = fold.create
             if create is None:
                 continue
-            key = _identity_key(create)
-            identity_id = identities[key].identity_id if key is not None else None
-            threads.setdefault(create.thread_key, ThreadActivity(create.thread_key)).saw(
-                at=create.occurred_at, inbound=create.direction == Direction.INBOUND, identity_id=identity_id
-            )
+            key = fold.author_key
+            thread = threads.get(create.thread_key)
+            if thread is None:
+                thread = threads[create.thread_key] = ThreadActivity(create.thread_key)
+            thread.saw(at=create.occurred_at, inbound=create.direction == Direction.INBOUND,
+                       identity_id=identities[key].identity_id if key is not None else None)
         refs = conversations_touch(channel_account_id=account.pk, threads=list(threads.values()))
 
         rows = []
@@ -207,7 +223,7 @@ def ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
             )
             if create is not None:
                 ref = refs[create.thread_key]
-                key = _identity_key(create)
+                key = fold.author_key
                 row.kind = str(create.kind)
                 row.direction = str(create.direction)
                 row.conversation_id = ref.conversation_id

@@ -56,102 +56,97 @@ def conversations_touch(*, channel_account_id: int, threads: Sequence[ThreadActi
 
     First inbound, first response, last activity only ever move towards the truth (LEAST / GREATEST), so a
     batch replayed or delivered late leaves the same state. New inbound activity after a conversation was
-    resolved reopens it. Three statements at most, whatever the number of threads.
+    resolved reopens it. The threads are staged by COPY and one statement does the rest; only when a
+    concurrent batch created one of the same threads first is there one more, which moves its clocks.
     """
     if not threads:
         return {}
-    by_key = {t.thread_key: t for t in threads}
-    keys = list(by_key)
-    now = timezone.now()
+    params = {
+        "account": channel_account_id, "now": timezone.now(), "open": Conversation.Status.OPEN,
+        "resolved": Conversation.Status.RESOLVED, "normal": Conversation.Priority.NORMAL,
+    }
     refs: dict[str, ThreadRef] = {}
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT thread_key, id, identity_id FROM conversations_conversation
-            WHERE channel_account_id = %s AND thread_key = ANY(%s::text[])
-            """,
-            [channel_account_id, keys],
-        )
-        existing = {key: ThreadRef(cid, iid) for key, cid, iid in cursor.fetchall()}
-        new = [by_key[k] for k in keys if k not in existing]
-        if new:
-            stage_rows(cursor, "ingest_thread_stage", _THREAD_COLUMNS, [_thread_row(0, t) for t in new])
-            cursor.execute(
-                """
-                INSERT INTO conversations_conversation
-                    (channel_account_id, thread_key, identity_id, status, priority, first_inbound_at,
-                     first_response_at, last_activity_at, created_at, updated_at)
-                SELECT %s, v.thread_key, v.identity_id, %s, %s, v.first_inbound_at,
-                       CASE WHEN v.first_outbound_at >= v.first_inbound_at THEN v.first_outbound_at END,
-                       v.last_activity_at, %s, %s
-                FROM ingest_thread_stage v
-                ON CONFLICT (channel_account_id, thread_key) DO NOTHING
-                RETURNING thread_key, id, identity_id
-                """,
-                [channel_account_id, Conversation.Status.OPEN, Conversation.Priority.NORMAL, now, now],
-            )
-            for key, cid, iid in cursor.fetchall():
-                refs[key] = ThreadRef(cid, iid)
-            raced = [t.thread_key for t in new if t.thread_key not in refs]
-            if raced:
-                # Created by a concurrent batch a moment ago: treat them as existing ones.
-                cursor.execute(
-                    """
-                    SELECT thread_key, id, identity_id FROM conversations_conversation
-                    WHERE channel_account_id = %s AND thread_key = ANY(%s::text[])
-                    """,
-                    [channel_account_id, raced],
-                )
-                existing.update({key: ThreadRef(cid, iid) for key, cid, iid in cursor.fetchall()})
-        if existing:
-            _advance_clocks(cursor, now, [(existing[k], by_key[k]) for k in existing])
-            for key, ref in existing.items():
-                identity_id = ref.identity_id if ref.identity_id is not None else by_key[key].identity_id
-                refs[key] = ThreadRef(ref.conversation_id, identity_id)
+        stage_rows(cursor, _THREAD_STAGE, _THREAD_COLUMNS, [
+            (t.thread_key, t.identity_id, t.first_inbound_at, t.last_inbound_at, t.first_outbound_at,
+             t.last_activity_at) for t in threads
+        ])
+        cursor.execute(_TOUCH_SQL.format(only=""), params)
+        raced = []
+        for key, conversation_id, identity_id in cursor.fetchall():
+            if conversation_id is None:
+                raced.append(key)
+            else:
+                refs[key] = ThreadRef(conversation_id, identity_id)
+        if raced:
+            # Created by a concurrent batch a moment ago: now they exist, and their clocks move like any other's.
+            cursor.execute(_TOUCH_SQL.format(only="WHERE v.thread_key = ANY(%(raced)s::text[])"),
+                           {**params, "raced": raced})
+            refs.update({key: ThreadRef(cid, iid) for key, cid, iid in cursor.fetchall() if cid is not None})
     return refs
 
 
+_THREAD_STAGE = "ingest_thread_stage"
 _THREAD_COLUMNS = (
-    ("id", "bigint"), ("thread_key", "text"), ("identity_id", "bigint"), ("first_inbound_at", "timestamptz"),
+    ("thread_key", "text"), ("identity_id", "bigint"), ("first_inbound_at", "timestamptz"),
     ("last_inbound_at", "timestamptz"), ("first_outbound_at", "timestamptz"), ("last_activity_at", "timestamptz"),
 )
-
-
-def _thread_row(conversation_id: int, t: ThreadActivity) -> tuple:
-    return (conversation_id, t.thread_key, t.identity_id, t.first_inbound_at, t.last_inbound_at, t.first_outbound_at,
-            t.last_activity_at)
-
-
-def _advance_clocks(cursor: Any, now: dt.datetime, rows: list[tuple[ThreadRef, ThreadActivity]]) -> None:
-    stage_rows(cursor, "ingest_thread_stage", _THREAD_COLUMNS, [_thread_row(ref.conversation_id, t) for ref, t in rows],
-               analyze=True)
-    cursor.execute(
-        """
-        UPDATE conversations_conversation c SET
-            identity_id = COALESCE(c.identity_id, v.identity_id),
-            first_inbound_at = LEAST(c.first_inbound_at, v.first_inbound_at),
-            first_response_at = CASE
-                WHEN v.first_outbound_at >= LEAST(c.first_inbound_at, v.first_inbound_at)
-                THEN LEAST(c.first_response_at, v.first_outbound_at)
-                ELSE c.first_response_at END,
-            last_activity_at = GREATEST(c.last_activity_at, v.last_activity_at),
-            status = CASE WHEN c.status = %s AND v.last_inbound_at > c.resolved_at THEN %s ELSE c.status END,
-            resolved_at = CASE WHEN c.status = %s AND v.last_inbound_at > c.resolved_at THEN NULL
-                               ELSE c.resolved_at END,
-            updated_at = %s
-        FROM ingest_thread_stage v
-        WHERE c.id = v.id AND (
-            (c.identity_id IS NULL AND v.identity_id IS NOT NULL)
-            OR LEAST(c.first_inbound_at, v.first_inbound_at) IS DISTINCT FROM c.first_inbound_at
-            OR GREATEST(c.last_activity_at, v.last_activity_at) IS DISTINCT FROM c.last_activity_at
-            OR (v.first_outbound_at >= LEAST(c.first_inbound_at, v.first_inbound_at)
-                AND (c.first_response_at IS NULL OR v.first_outbound_at < c.first_response_at))
-            OR (c.status = %s AND v.last_inbound_at > c.resolved_at)
-        )
-        """,
-        [Conversation.Status.RESOLVED, Conversation.Status.OPEN, Conversation.Status.RESOLVED, now,
-         Conversation.Status.RESOLVED],
+# Finds the staged threads' conversations, creates the missing ones, moves the clocks of the others (writing
+# only rows that change), and returns (thread key, conversation id, identity id) for every staged thread; the
+# conversation id is NULL for a thread a concurrent batch created between the lookup and the insert.
+_TOUCH_SQL = f"""
+WITH v AS (
+    SELECT v.*, c.id AS conversation_id, c.identity_id AS known_identity_id
+    FROM {_THREAD_STAGE} v
+    -- One index probe per staged thread (LIMIT keeps the planner from turning it into a scan of the account's).
+    LEFT JOIN LATERAL (
+        SELECT id, identity_id FROM conversations_conversation c
+        WHERE c.channel_account_id = %(account)s AND c.thread_key = v.thread_key LIMIT 1
+    ) c ON true
+    {{only}}
+), inserted AS (
+    INSERT INTO conversations_conversation
+        (channel_account_id, thread_key, identity_id, status, priority, first_inbound_at, first_response_at,
+         last_activity_at, created_at, updated_at)
+    SELECT %(account)s, thread_key, identity_id, %(open)s, %(normal)s, first_inbound_at,
+           CASE WHEN first_outbound_at >= first_inbound_at THEN first_outbound_at END,
+           last_activity_at, %(now)s, %(now)s
+    FROM v WHERE conversation_id IS NULL
+    ON CONFLICT (channel_account_id, thread_key) DO NOTHING
+    RETURNING thread_key, id, identity_id
+), advanced AS (
+    UPDATE conversations_conversation c SET
+        identity_id = COALESCE(c.identity_id, v.identity_id),
+        first_inbound_at = LEAST(c.first_inbound_at, v.first_inbound_at),
+        first_response_at = CASE
+            WHEN v.first_outbound_at >= LEAST(c.first_inbound_at, v.first_inbound_at)
+            THEN LEAST(c.first_response_at, v.first_outbound_at)
+            ELSE c.first_response_at END,
+        last_activity_at = GREATEST(c.last_activity_at, v.last_activity_at),
+        status = CASE WHEN c.status = %(resolved)s AND v.last_inbound_at > c.resolved_at THEN %(open)s
+                      ELSE c.status END,
+        resolved_at = CASE WHEN c.status = %(resolved)s AND v.last_inbound_at > c.resolved_at THEN NULL
+                           ELSE c.resolved_at END,
+        updated_at = %(now)s
+    FROM v
+    WHERE c.id = v.conversation_id
+      AND c.id = ANY(ARRAY(SELECT conversation_id FROM v WHERE conversation_id IS NOT NULL))  -- by primary key
+      AND (
+        (c.identity_id IS NULL AND v.identity_id IS NOT NULL)
+        OR LEAST(c.first_inbound_at, v.first_inbound_at) IS DISTINCT FROM c.first_inbound_at
+        OR GREATEST(c.last_activity_at, v.last_activity_at) IS DISTINCT FROM c.last_activity_at
+        OR (v.first_outbound_at >= LEAST(c.first_inbound_at, v.first_inbound_at)
+            AND (c.first_response_at IS NULL OR v.first_outbound_at < c.first_response_at))
+        OR (c.status = %(resolved)s AND v.last_inbound_at > c.resolved_at)
     )
+)
+SELECT thread_key, conversation_id, COALESCE(known_identity_id, identity_id) FROM v WHERE conversation_id IS NOT NULL
+UNION ALL
+SELECT thread_key, id, identity_id FROM inserted
+UNION ALL
+SELECT thread_key, NULL, NULL FROM v
+WHERE conversation_id IS NULL AND NOT EXISTS (SELECT 1 FROM inserted i WHERE i.thread_key = v.thread_key)
+"""
 
 
 @dataclasses.dataclass(slots=True)

@@ -33,12 +33,17 @@ def clean_json(value: Any) -> Any:
     return value
 
 
+_EMPTY = {dict: "{}", list: "[]"}
+
+
 def dumps_for_postgres(value: Any) -> str:
     """JSON text that PostgreSQL's jsonb accepts: without NUL characters (``\\u0000``) or lone surrogates.
 
     The value is walked and cleaned only when the fast path finds something to clean (orjson refuses lone
     surrogates and writes NUL as ``\\u0000``); values orjson cannot encode fall back to the json module.
     """
+    if not value and value.__class__ in _EMPTY:
+        return _EMPTY[value.__class__]
     try:
         data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
     except (orjson.JSONEncodeError, TypeError):
@@ -48,8 +53,13 @@ def dumps_for_postgres(value: Any) -> str:
     return data.decode()
 
 
-def stage_rows(cursor: Any, table: str, columns: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]], *,
-               analyze: bool = False) -> None:
+def text_array_literal(values: Iterable[str]) -> str:
+    """The PostgreSQL literal of a text array (`{"a","b"}`), for a text column cast to an array in SQL: formatting
+    it here costs a fraction of adapting a list element by element."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
+def stage_rows(cursor: Any, table: str, columns: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]]) -> None:
     """Fill the temporary table `table` (created on first use; emptied at commit) with `rows` by COPY.
 
     Batch writes stage their rows this way and then merge them with one INSERT ... SELECT or UPDATE ... FROM:
@@ -58,7 +68,10 @@ def stage_rows(cursor: Any, table: str, columns: Sequence[tuple[str, str]], rows
     in text columns are cleaned with `clean_text`; dicts and lists in jsonb columns are written as JSON.
 
     The table is emptied with DELETE, not TRUNCATE: it is already empty unless it was used earlier in the same
-    transaction, and deleting nothing is free where TRUNCATE swaps the table's files every time.
+    transaction, and deleting nothing is free where TRUNCATE swaps the table's files every time. Temporary
+    tables have no statistics (they are never auto-analyzed, and ANALYZE costs a few milliseconds a batch), so
+    a statement that joins a stage to a large table looks rows up through a LATERAL subquery with LIMIT, which
+    the planner cannot turn into a scan of the large table.
     """
     definition = ", ".join(f"{name} {sql_type}" for name, sql_type in columns)
     cursor.execute(
@@ -79,7 +92,3 @@ def stage_rows(cursor: Any, table: str, columns: Sequence[tuple[str, str]], rows
                 if isinstance(row[i], dict | list):
                     row[i] = dumps_for_postgres(row[i])
             write_row(row)
-    if analyze:
-        # Temporary tables are never auto-analyzed; without statistics the planner may join them to large
-        # tables with sequential scans. Only stages that are joined need it; one merely inserted from does not.
-        cursor.execute(f"ANALYZE {table}")

@@ -121,9 +121,7 @@ class InboundEvent:
             found.append("external_id is missing")
         elif len(self.external_id) > MAX_EXTERNAL_ID:
             found.append(f"external_id is longer than {MAX_EXTERNAL_ID} characters")
-        try:
-            EventKind(self.kind)
-        except ValueError:
+        if not isinstance(self.kind, str) or self.kind not in _KINDS:
             found.append(f"kind {self.kind!r} is not one of {', '.join(k.value for k in EventKind)}")
         if not isinstance(self.occurred_at, dt.datetime) or self.occurred_at.tzinfo is None:
             found.append("occurred_at must be a timezone-aware datetime")
@@ -135,11 +133,15 @@ class InboundEvent:
             found.append(f"thread_key is longer than {MAX_EXTERNAL_ID} characters")
         if self.author is not None and (not isinstance(self.author.external_id, str) or not self.author.external_id):
             found.append("author.external_id is missing")
-        if self.kind == EventKind.STATUS and self.status not in set(DeliveryStatus):
+        if self.kind == EventKind.STATUS and (not isinstance(self.status, str) or self.status not in _STATUSES):
             found.append(f"status {self.status!r} is not one of {', '.join(DeliveryStatus)}")
         if self.direction not in (Direction.INBOUND, Direction.OUTBOUND):
             found.append(f"direction {self.direction!r} is not 'in' or 'out'")
         return found
+
+
+_KINDS = frozenset(EventKind)
+_STATUSES = frozenset(DeliveryStatus)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -246,12 +246,16 @@ def test_scrub_for_erasure_keeps_the_skeleton_of_an_event(world):
     assert "Musterstraße" not in json.dumps(after)
 
 
-def test_ledger_hashes_are_django_salted_hmacs_so_existing_entries_still_match(settings):
+@pytest.mark.parametrize("external_id", ["12345 ü", 'say "hi"', "back\\slash", "line\nbreak", "bell\x07", "tab\t"])
+def test_ledger_hashes_are_django_salted_hmacs_so_existing_entries_still_match(settings, external_id):
     from django.utils.crypto import salted_hmac
+
+    def expected(*parts: object) -> str:
+        value = json.dumps([str(p) for p in parts], ensure_ascii=False, separators=(",", ":"))
+        return salted_hmac(gdpr._LEDGER_SALT, value, secret=secret or settings.SECRET_KEY,
+                           algorithm="sha256").hexdigest()
 
     for secret in ("a-dedicated-ledger-key", ""):
         settings.GDPR_LEDGER_KEY = secret
-        value = json.dumps(["identity", "x", "", "12345 ü"], ensure_ascii=False, separators=(",", ":"))
-        expected = salted_hmac(gdpr._LEDGER_SALT, value, secret=secret or settings.SECRET_KEY,
-                               algorithm="sha256").hexdigest()
-        assert gdpr.identity_hash("x", "", "12345 ü") == expected
+        assert gdpr.identity_hash("x", "", external_id) == expected("identity", "x", "", external_id)
+        assert gdpr.thread_hash(7, external_id) == expected("thread", 7, external_id)

@@ -1,0 +1,119 @@
+"""Two batches about the same new author or thread, committed by different workers at the same moment.
+
+The first batch holds its transaction open after ingesting; the second one's insert then waits on the first
+one's uncommitted row, and finds it taken when the first commits: the race that `identities_resolve` and
+`conversations_touch` settle by using the other batch's row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import pytest
+from django.db import connection, connections, transaction
+
+from channels.ingest import IngestResult, ingest
+from contacts.models import Customer, DedupeOutbox, SocialIdentity
+from conversations.models import Conversation, Interaction
+
+from .factories import T0, author, post, reply_from_us
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WAIT = 20.0  # seconds; only reached when something is wrong
+
+
+def _wait_until_blocked(pid_box: list[int]) -> None:
+    """Wait until the second batch's backend waits on a lock held by the first batch's transaction."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if pid_box:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid_box[0]])
+                row = cursor.fetchone()
+            if row and row[0] == "Lock":
+                return
+        time.sleep(0.02)
+    raise AssertionError("the second batch never waited on the first one's rows")
+
+
+def _race(account, first: list, second: list) -> tuple[IngestResult, IngestResult]:
+    """Ingest `first` and hold its transaction open until `second`, ingested concurrently, waits on it."""
+    results: dict[str, IngestResult] = {}
+    errors: list[BaseException] = []
+    first_ingested, release = threading.Event(), threading.Event()
+    second_pid: list[int] = []
+
+    def run_first() -> None:
+        try:
+            with transaction.atomic():
+                results["first"] = ingest(account, first)
+                first_ingested.set()
+                release.wait(WAIT)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+            first_ingested.set()
+        finally:
+            connections.close_all()
+
+    def run_second() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                second_pid.append(cursor.fetchone()[0])
+            results["second"] = ingest(account, second)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    a = threading.Thread(target=run_first)
+    a.start()
+    assert first_ingested.wait(WAIT)
+    b = threading.Thread(target=run_second)
+    b.start()
+    try:
+        _wait_until_blocked(second_pid)
+    finally:
+        release.set()
+        a.join(WAIT)
+        b.join(WAIT)
+    assert not errors, errors
+    return results["first"], results["second"]
+
+
+def test_two_batches_creating_one_author_make_one_customer(account):
+    renamed = author(1, handle="user1_new", display_name="Erika Mustermann")
+
+    first, second = _race(account, [post("1", who=1)], [post("2", author=renamed, minutes=30)])
+
+    assert (first.identities_created, second.identities_created) == (1, 0)
+    identity = SocialIdentity.objects.get()
+    # The customer the second batch made in vain is gone; its profile news still reached the identity.
+    assert list(Customer.objects.values_list("id", flat=True)) == [identity.customer_id]
+    assert list(DedupeOutbox.objects.values_list("customer_id", flat=True)) == [identity.customer_id]
+    assert (identity.handle, identity.display_name) == ("user1_new", "Erika Mustermann")
+    assert identity.customer.search_text.count("ERIKA MUSTERMANN") == 1
+    assert (identity.first_seen_at, identity.last_seen_at) == (T0, T0 + dt.timedelta(minutes=30))
+    assert set(Interaction.objects.values_list("external_id", "identity_id")) == {("1", identity.pk),
+                                                                                   ("2", identity.pk)}
+
+
+def test_two_batches_opening_one_thread_make_one_conversation(account):
+    # Our reply has no customer-side author, so the second batch's first wait is on the conversation.
+    first, second = _race(account, [post("1", who=1, thread="T")],
+                          [reply_from_us("our-1", thread="T", minutes=10)])
+
+    assert (first.inserted, second.inserted) == (1, 1)
+    conversation = Conversation.objects.get()
+    assert conversation.thread_key == "T"
+    assert conversation.identity.external_id == "u1"
+    # The second batch moved the clocks of the conversation the first one created.
+    assert conversation.first_inbound_at == T0
+    assert conversation.first_response_at == T0 + dt.timedelta(minutes=10)
+    assert conversation.last_activity_at == T0 + dt.timedelta(minutes=10)
+    assert set(Interaction.objects.values_list("external_id", "conversation_id", "identity_id")) == {
+        ("1", conversation.pk, conversation.identity_id), ("our-1", conversation.pk, conversation.identity_id),
+    }
