@@ -6,8 +6,9 @@ Builds a fresh database (`<test database name>_bench`), feeds N synthetic but re
 characters of text, a ~1 KB raw payload; by default 10% repeat authors and every tenth a reply in an
 earlier thread, so nearly every event creates a customer, an identity and a conversation besides its
 interaction) through `channels.ingest.ingest` in batches, then turns the same events into rows and COPYs
-them into a twin of the interactions table (same columns and indexes: the physical limit; the COPY
-statements alone are timed too), then pushes a few thousand of them through a naive per-row ORM path.
+them into a twin of the interactions table (same columns and indexes: the physical limit, in whichever of
+COPY's text and binary formats is faster in the run; the COPY statements alone are timed too), then pushes a
+few thousand of them through a naive per-row ORM path.
 Prints events/s for all three, the ratios, and the process's peak memory. The machines are shared and
 noisy: compare the ratios, not the absolute rates.
 """
@@ -39,7 +40,7 @@ from channels.ingest import ingest  # noqa: E402
 from channels.models import ChannelAccount  # noqa: E402
 from contacts.models import Customer, SocialIdentity  # noqa: E402
 from conversations.models import Conversation, Interaction  # noqa: E402
-from socialcrm.sql import dumps_for_postgres  # noqa: E402
+from socialcrm.sql import dumps_for_postgres, json_for_postgres  # noqa: E402
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 WORDS = (
@@ -110,12 +111,14 @@ def run_ingest(account: ChannelAccount, n: int, batch: int, mix: dict[str, float
     return spent
 
 
-def run_copy(account: ChannelAccount, n: int, batch: int, mix: dict[str, float]) -> tuple[float, float]:
+def run_copy(account: ChannelAccount, n: int, batch: int, mix: dict[str, float], *, binary: bool
+             ) -> tuple[float, float]:
     """COPY the same events into a twin of the interactions table: same columns, indexes and constraints.
 
     The same batches and transactions as ingest. Returns two timings: from events to stored rows (turning
     each event into a row, its payload into JSON text, and COPYing them: the same start and end as ingest's
-    timing), and the COPY statements alone.
+    timing), and the COPY statements alone. `binary` picks COPY's binary format (what ingest's staging uses)
+    over its text format.
     """
     with connection.cursor() as c:
         c.execute("DROP TABLE IF EXISTS bench_interaction_twin")
@@ -123,15 +126,27 @@ def run_copy(account: ChannelAccount, n: int, batch: int, mix: dict[str, float])
     now = dt.datetime.now(dt.UTC)
     columns = ("channel_account_id, conversation_id, identity_id, direction, kind, external_id, text, occurred_at, "
                "received_at, reply_to_external_id, attachments, raw, is_stub")
+    types = ["bigint", "bigint", "bigint", "text", "text", "text", "text", "timestamptz", "timestamptz", "text",
+             "bytea", "bytea", "boolean"]  # in the binary format jsonb is a version byte and the JSON text
+    statement = f"COPY bench_interaction_twin ({columns}) FROM STDIN" + (" (FORMAT BINARY)" if binary else "")
     spent = copying = 0.0
     for n_chunk, chunk in enumerate(chunks(make_events(n, **mix), batch)):
         start = time.perf_counter()
-        rows = [(account.pk, n_chunk * batch + i // 3 + 1, n_chunk * batch + i // 2 + 1, "in", str(e.kind),
-                 e.external_id, e.text, e.occurred_at, now, e.reply_to_id, "[]", dumps_for_postgres(e.raw), False)
-                for i, e in enumerate(chunk)]
+        if binary:
+            rows = [(account.pk, n_chunk * batch + i // 3 + 1, n_chunk * batch + i // 2 + 1, "in", str(e.kind),
+                     e.external_id, e.text, e.occurred_at, now, e.reply_to_id, b"\x01[]",
+                     b"\x01" + json_for_postgres(e.raw), False)
+                    for i, e in enumerate(chunk)]
+        else:
+            rows = [(account.pk, n_chunk * batch + i // 3 + 1, n_chunk * batch + i // 2 + 1, "in", str(e.kind),
+                     e.external_id, e.text, e.occurred_at, now, e.reply_to_id, "[]", dumps_for_postgres(e.raw),
+                     False)
+                    for i, e in enumerate(chunk)]
         copy_start = time.perf_counter()
         with transaction.atomic(durable=True), connection.cursor() as c:  # noqa: SIM117
-            with c.cursor.copy(f"COPY bench_interaction_twin ({columns}) FROM STDIN") as copy:
+            with c.cursor.copy(statement) as copy:
+                if binary:
+                    copy.set_types(types)
                 for row in rows:
                     copy.write_row(row)
         end = time.perf_counter()
@@ -191,17 +206,23 @@ def main() -> None:
         t_ingest = run_ingest(account, args.events, args.batch, mix)
         stored = Interaction.objects.filter(channel_account=account).count()
         assert stored == args.events, f"stored {stored} of {args.events}"
-        t_copy, t_copy_only = run_copy(account, args.events, args.batch, mix)
+        # The faster of COPY's two formats is the physical limit.
+        copies = {fmt: run_copy(account, args.events, args.batch, mix, binary=fmt == "binary")
+                  for fmt in ("text", "binary")}
+        copy_format = min(copies, key=lambda fmt: copies[fmt][0])
+        t_copy, t_copy_only = copies[copy_format]
         t_naive = run_naive(naive_account, args.naive)
     finally:
         creation.destroy_test_db(bench_name, verbosity=0)
 
     rates = {"ingest": args.events / t_ingest, "copy": args.events / t_copy,
+             "copy_text": args.events / copies["text"][0], "copy_binary": args.events / copies["binary"][0],
              "copy_statement": args.events / t_copy_only, "naive": args.naive / t_naive}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\n{'path':<8}{'events':>10}{'seconds':>10}{'events/s':>12}")
     print(f"{'ingest':<8}{args.events:>10,}{t_ingest:>10.1f}{rates['ingest']:>12,.0f}   batches of {args.batch:,}")
-    print(f"{'copy':<8}{args.events:>10,}{t_copy:>10.1f}{rates['copy']:>12,.0f}   events to rows, COPY into a twin")
+    print(f"{'copy':<8}{args.events:>10,}{t_copy:>10.1f}{rates['copy']:>12,.0f}   events to rows, COPY into a twin "
+          f"({copy_format} format, the faster: text {rates['copy_text']:,.0f}/s, binary {rates['copy_binary']:,.0f}/s)")
     print(f"{'':<8}{'':>10}{t_copy_only:>10.1f}{rates['copy_statement']:>12,.0f}   of which the COPY statements")
     print(f"{'naive':<8}{args.naive:>10,}{t_naive:>10.1f}{rates['naive']:>12,.0f}   per-row ORM")
     print(f"\ningest / COPY  = {rates['ingest'] / rates['copy']:.2f}   (goal >= 0.30; "
@@ -210,7 +231,7 @@ def main() -> None:
     print(f"peak memory    = {peak_mb:.0f} MB   (goal < 500 MB)")
     print(f"mix            = {args.repeat:.0%} repeat authors, {args.replies:.0%} replies in earlier threads")
     per_s = {f"{k}_per_s": round(v) for k, v in rates.items()}
-    print(json.dumps({"events": args.events, "batch": args.batch, **mix, **per_s,
+    print(json.dumps({"events": args.events, "batch": args.batch, **mix, **per_s, "copy_format": copy_format,
                       "ratio_copy": round(rates["ingest"] / rates["copy"], 3),
                       "ratio_copy_statement": round(rates["ingest"] / rates["copy_statement"], 3),
                       "ratio_naive": round(rates["ingest"] / rates["naive"], 1), "peak_mb": round(peak_mb)}))

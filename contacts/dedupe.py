@@ -63,6 +63,8 @@ _ADDRESS_WORDS = {"strasse": "str", "street": "st", "road": "rd", "place": "pl",
 
 def fold(text: str) -> str:
     """Case- and accent-folded text: `Müller` -> `muller`, `Straße` -> `strasse`."""
+    if text.isascii():  # nothing to decompose or translate; ASCII case-folds to lower case
+        return text.lower()
     text = unicodedata.normalize("NFKD", text.casefold().translate(_FOLD))
     return "".join(ch for ch in text if not unicodedata.combining(ch))
 

@@ -95,12 +95,12 @@ def _merge_sightings(seen: Sequence[IdentitySeen]) -> dict[IdentityKey, tuple[Id
 
 def _profile_values(item: IdentitySeen) -> tuple[str, str, str, str]:
     """handle, display name, avatar url, profile url, within their column limits (stage_rows cleans them)."""
-    values = {f: getattr(item, f) or "" for f in _FIELD_LIMITS}
-    for field, limit in _FIELD_LIMITS.items():
-        if len(values[field]) > limit:
-            # A truncated URL is a broken URL: drop it. A long name is cut.
-            values[field] = "" if field.endswith("_url") else values[field][:limit]
-    return values["handle"], values["display_name"], values["avatar_url"], values["profile_url"]
+    handle, name = item.handle or "", item.display_name or ""
+    avatar, profile = item.avatar_url or "", item.profile_url or ""
+    # A long name is cut; a truncated URL is a broken URL: it is dropped.
+    return (handle[:_FIELD_LIMITS["handle"]], name[:_FIELD_LIMITS["display_name"]],
+            avatar if len(avatar) <= _FIELD_LIMITS["avatar_url"] else "",
+            profile if len(profile) <= _FIELD_LIMITS["profile_url"] else "")
 
 
 def identities_resolve(*, seen: Sequence[IdentitySeen]) -> dict[IdentityKey, ResolvedIdentity]:

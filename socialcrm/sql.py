@@ -33,11 +33,11 @@ def clean_json(value: Any) -> Any:
     return value
 
 
-_EMPTY = {dict: "{}", list: "[]"}
+_EMPTY = {dict: b"{}", list: b"[]"}
 
 
-def dumps_for_postgres(value: Any) -> str:
-    """JSON text that PostgreSQL's jsonb accepts: without NUL characters (``\\u0000``) or lone surrogates.
+def json_for_postgres(value: Any) -> bytes:
+    """JSON text (UTF-8) that PostgreSQL's jsonb accepts: without NUL characters (``\\u0000``) or lone surrogates.
 
     The value is walked and cleaned only when the fast path finds something to clean (orjson refuses lone
     surrogates and writes NUL as ``\\u0000``); values orjson cannot encode fall back to the json module.
@@ -47,10 +47,19 @@ def dumps_for_postgres(value: Any) -> str:
     try:
         data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
     except (orjson.JSONEncodeError, TypeError):
-        return json.dumps(clean_json(value), ensure_ascii=False, separators=(",", ":"), default=str)
+        return _json_cleaned(value)
     if b"\\u0000" in data:
-        return json.dumps(clean_json(value), ensure_ascii=False, separators=(",", ":"), default=str)
-    return data.decode()
+        return _json_cleaned(value)
+    return data
+
+
+def _json_cleaned(value: Any) -> bytes:
+    return json.dumps(clean_json(value), ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def dumps_for_postgres(value: Any) -> str:
+    """`json_for_postgres` as a string."""
+    return json_for_postgres(value).decode()
 
 
 def text_array_literal(values: Iterable[str]) -> str:
@@ -64,8 +73,11 @@ def stage_rows(cursor: Any, table: str, columns: Sequence[tuple[str, str]], rows
 
     Batch writes stage their rows this way and then merge them with one INSERT ... SELECT or UPDATE ... FROM:
     COPY is the cheapest way into PostgreSQL (psycopg formats rows in C), far cheaper than adapting one
-    array per column or parsing one JSON document. Two or three statements, however many rows. Strings are
-    in text columns are cleaned with `clean_text`; dicts and lists in jsonb columns are written as JSON.
+    array per column or parsing one JSON document; its binary format spares the escaping of text and the
+    formatting of timestamps, which cost ten times as much in Python as binary values do. Two or three
+    statements, however many rows. Values must be of their column's type (str, int, aware datetime, bool, None);
+    strings in text columns are cleaned with `clean_text`; values of jsonb columns are written as JSON (a str
+    is taken as JSON text already).
 
     The table is emptied with DELETE, not TRUNCATE: it is already empty unless it was used earlier in the same
     transaction, and deleting nothing is free where TRUNCATE swaps the table's files every time. Temporary
@@ -79,9 +91,11 @@ def stage_rows(cursor: Any, table: str, columns: Sequence[tuple[str, str]], rows
     )
     texts = [i for i, (_, sql_type) in enumerate(columns) if sql_type == "text"]
     documents = [i for i, (_, sql_type) in enumerate(columns) if sql_type == "jsonb"]
-    with cursor.cursor.copy(f"COPY {table} ({', '.join(name for name, _ in columns)}) FROM STDIN") as copy:
-        # Dumpers chosen once per column instead of once per value; jsonb goes as the text written below.
-        copy.set_types(["text" if sql_type == "jsonb" else sql_type for _, sql_type in columns])
+    names = ", ".join(name for name, _ in columns)
+    with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+        # Dumpers chosen once per column instead of once per value. jsonb travels in its binary form, a version
+        # byte and the JSON text, written below.
+        copy.set_types(["bytea" if sql_type == "jsonb" else sql_type for _, sql_type in columns])
         write_row = copy.write_row
         for row in rows:
             row = list(row)
@@ -89,6 +103,11 @@ def stage_rows(cursor: Any, table: str, columns: Sequence[tuple[str, str]], rows
                 if row[i].__class__ is str:
                     row[i] = clean_text(row[i])
             for i in documents:
-                if isinstance(row[i], dict | list):
-                    row[i] = dumps_for_postgres(row[i])
+                value = row[i]
+                if value is not None:
+                    row[i] = _JSONB_VERSION + (clean_text(value).encode() if value.__class__ is str
+                                               else json_for_postgres(value))
             write_row(row)
+
+
+_JSONB_VERSION = b"\x01"
