@@ -10,7 +10,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from socialcrm.sql import stage_rows, text_array_literal
+from socialcrm.sql import ON_CONFLICT, fetch_inserting_plainly_first, stage_rows, text_array_literal
 
 from .dedupe import name_keys, name_tokens
 
@@ -109,10 +109,11 @@ def identities_resolve(*, seen: Sequence[IdentitySeen]) -> dict[IdentityKey, Res
     A fixed number of statements whatever the batch size: the batch is staged once by COPY; one statement
     finds the known identities and updates the profiles that changed, creates the new ones together with their
     customers (with their duplicate blocking keys, `Customer.dedupe_keys`, and search text,
-    `Customer.search_text`) and queues each new customer for duplicate scoring (`DedupeOutbox`). Only when a
-    known identity's handle or name changed is there one more, for the search text of its customer. Only when a
-    concurrent batch created the same identity first are there three more: a lookup of its rows, the removal
-    of the customers made in vain and the refresh of those identities' profiles.
+    `Customer.search_text`) and queues each new customer for duplicate scoring (`DedupeOutbox`), in a savepoint
+    (see `fetch_inserting_plainly_first`). Only when a known identity's handle or name changed is there one more,
+    for the search text of its customer. When a concurrent batch creates one of the same identities at the same
+    moment the statement runs again; if it loses the race once more, three more statements use the other batch's
+    rows: a lookup, the removal of the customers made in vain and the refresh of those identities' profiles.
     """
     if not seen:
         return {}
@@ -128,10 +129,13 @@ def identities_resolve(*, seen: Sequence[IdentitySeen]) -> dict[IdentityKey, Res
     result: dict[IdentityKey, ResolvedIdentity] = {}
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         stage_rows(cursor, _STAGE_TABLE, _IDENTITY_COLUMNS, rows)
-        cursor.execute(_RESOLVE_SQL, {"now": now})
+        resolved = fetch_inserting_plainly_first(
+            cursor, _RESOLVE_SQL, {"now": now}, constraint="identity_unique_key",
+            on_conflict="ON CONFLICT (platform, scope, external_id) DO NOTHING",
+        )
         lost: dict[IdentityKey, int] = {}
         renamed: set[int] = set()
-        for platform, scope, external_id, identity_id, customer_id, how in cursor.fetchall():
+        for platform, scope, external_id, identity_id, customer_id, how in resolved:
             if how == "renamed":
                 renamed.add(customer_id)
                 continue
@@ -220,13 +224,13 @@ WITH src AS (
     SELECT new_customer_id, platform, scope, external_id, handle, display_name, avatar_url,
            profile_url, first_seen_at, last_seen_at, raw_profile
     FROM fresh
-    ON CONFLICT (platform, scope, external_id) DO NOTHING
+    {ON_CONFLICT}
     RETURNING platform, scope, external_id, id, customer_id
 ), queued AS (
-    -- Only customers whose identity was inserted: those of a lost race are deleted afterwards.
+    -- Only customers whose identity was inserted: those of a lost race are deleted afterwards. The customers
+    -- are new, so none of them is queued yet.
     INSERT INTO contacts_dedupeoutbox (customer_id, enqueued_at)
     SELECT customer_id, %(now)s FROM created
-    ON CONFLICT (customer_id) DO NOTHING
 ), refreshed AS (
     UPDATE contacts_socialidentity si SET
         {_PROFILE_SET}

@@ -10,7 +10,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from socialcrm.sql import stage_rows
+from socialcrm.sql import ON_CONFLICT, fetch_inserting_plainly_first, stage_rows
 
 from .models import Conversation
 
@@ -56,8 +56,9 @@ def conversations_touch(*, channel_account_id: int, threads: Sequence[ThreadActi
 
     First inbound, first response, last activity only ever move towards the truth (LEAST / GREATEST), so a
     batch replayed or delivered late leaves the same state. New inbound activity after a conversation was
-    resolved reopens it. The threads are staged by COPY and one statement does the rest; only when a
-    concurrent batch created one of the same threads first is there one more, which moves its clocks.
+    resolved reopens it. The threads are staged by COPY and one statement does the rest, in a savepoint (see
+    `fetch_inserting_plainly_first`). Only when a concurrent batch creates one of the same threads at the same
+    moment does the statement run again, and then perhaps once more to move the clocks of such threads.
     """
     if not threads:
         return {}
@@ -71,22 +72,24 @@ def conversations_touch(*, channel_account_id: int, threads: Sequence[ThreadActi
             (t.thread_key, t.identity_id, t.first_inbound_at, t.last_inbound_at, t.first_outbound_at,
              t.last_activity_at) for t in threads
         ])
-        cursor.execute(_TOUCH_SQL.format(only=""), params)
+        touched = fetch_inserting_plainly_first(cursor, _TOUCH_SQL.format(only=""), params,
+                                                constraint="conversation_unique_thread", on_conflict=_ON_THREAD)
         raced = []
-        for key, conversation_id, identity_id in cursor.fetchall():
+        for key, conversation_id, identity_id in touched:
             if conversation_id is None:
                 raced.append(key)
             else:
                 refs[key] = ThreadRef(conversation_id, identity_id)
         if raced:
             # Created by a concurrent batch a moment ago: now they exist, and their clocks move like any other's.
-            cursor.execute(_TOUCH_SQL.format(only="WHERE v.thread_key = ANY(%(raced)s::text[])"),
-                           {**params, "raced": raced})
+            cursor.execute(_TOUCH_SQL.format(only="WHERE v.thread_key = ANY(%(raced)s::text[])").replace(
+                ON_CONFLICT, _ON_THREAD), {**params, "raced": raced})
             refs.update({key: ThreadRef(cid, iid) for key, cid, iid in cursor.fetchall() if cid is not None})
     return refs
 
 
 _THREAD_STAGE = "ingest_thread_stage"
+_ON_THREAD = "ON CONFLICT (channel_account_id, thread_key) DO NOTHING"
 _THREAD_COLUMNS = (
     ("thread_key", "text"), ("identity_id", "bigint"), ("first_inbound_at", "timestamptz"),
     ("last_inbound_at", "timestamptz"), ("first_outbound_at", "timestamptz"), ("last_activity_at", "timestamptz"),
@@ -112,7 +115,7 @@ WITH v AS (
            CASE WHEN first_outbound_at >= first_inbound_at THEN first_outbound_at END,
            last_activity_at, %(now)s, %(now)s
     FROM v WHERE conversation_id IS NULL
-    ON CONFLICT (channel_account_id, thread_key) DO NOTHING
+    {ON_CONFLICT}
     RETURNING thread_key, id, identity_id
 ), advanced AS (
     UPDATE conversations_conversation c SET

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
+from django.db import IntegrityError, transaction
 
 
 def clean_text(value: str) -> str:
@@ -60,6 +61,30 @@ def _json_cleaned(value: Any) -> bytes:
 def dumps_for_postgres(value: Any) -> str:
     """`json_for_postgres` as a string."""
     return json_for_postgres(value).decode()
+
+
+ON_CONFLICT = "/* on conflict */"
+
+
+def fetch_inserting_plainly_first(cursor: Any, sql: str, params: Any, *, constraint: str, on_conflict: str
+                                  ) -> list[tuple]:
+    """The rows of `sql`, a statement that inserts rows whose keys it has just looked up and found free.
+
+    It runs first with its insert plain, `ON_CONFLICT` in its text left empty: inserting 1,000 rows with
+    ON CONFLICT costs about a third more, as every row's key is checked before it is inserted. Only a
+    concurrent transaction inserting one of the same keys in the meantime makes it fail, on the unique
+    `constraint`; then it runs again, with `on_conflict` in place of `ON_CONFLICT`, after its savepoint was
+    rolled back.
+    """
+    try:
+        with transaction.atomic():
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    except IntegrityError as exc:
+        if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) != constraint:
+            raise
+    cursor.execute(sql.replace(ON_CONFLICT, on_conflict), params)
+    return cursor.fetchall()
 
 
 def text_array_literal(values: Iterable[str]) -> str:

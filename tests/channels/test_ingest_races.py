@@ -2,25 +2,31 @@
 
 The first batch holds its transaction open after ingesting; the second one's insert then waits on the first
 one's uncommitted row, and finds it taken when the first commits: the race that `identities_resolve` and
-`conversations_touch` settle by using the other batch's row.
+`conversations_touch` settle by using the other batch's row. Their statements insert plainly first and run
+again with ON CONFLICT when they collide; with `on_conflict_at_once` they run with ON CONFLICT at once, as
+their retry does, so that the retry's own lost race (rows skipped by DO NOTHING) is settled too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import time
 
 import pytest
 from django.db import connection, connections, transaction
 
+import contacts.services
+import conversations.services
 from channels.ingest import IngestResult, ingest
 from contacts.models import Customer, DedupeOutbox, SocialIdentity
 from conversations.models import Conversation, Interaction
+from socialcrm.sql import ON_CONFLICT
 
 from .factories import T0, author, post, reply_from_us
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.parametrize("on_conflict_at_once", [False, True])]
 
 WAIT = 20.0  # seconds; only reached when something is wrong
 
@@ -37,6 +43,18 @@ def _wait_until_blocked(pid_box: list[int]) -> None:
                 return
         time.sleep(0.02)
     raise AssertionError("the second batch never waited on the first one's rows")
+
+
+@pytest.fixture
+def race(account, on_conflict_at_once: bool, monkeypatch):
+    if on_conflict_at_once:
+        def with_on_conflict(cursor, sql, params, *, constraint, on_conflict):
+            cursor.execute(sql.replace(ON_CONFLICT, on_conflict), params)
+            return cursor.fetchall()
+
+        monkeypatch.setattr(contacts.services, "fetch_inserting_plainly_first", with_on_conflict)
+        monkeypatch.setattr(conversations.services, "fetch_inserting_plainly_first", with_on_conflict)
+    return functools.partial(_race, account)
 
 
 def _race(account, first: list, second: list) -> tuple[IngestResult, IngestResult]:
@@ -84,10 +102,10 @@ def _race(account, first: list, second: list) -> tuple[IngestResult, IngestResul
     return results["first"], results["second"]
 
 
-def test_two_batches_creating_one_author_make_one_customer(account):
+def test_two_batches_creating_one_author_make_one_customer(race):
     renamed = author(1, handle="user1_new", display_name="Erika Mustermann")
 
-    first, second = _race(account, [post("1", who=1)], [post("2", author=renamed, minutes=30)])
+    first, second = race([post("1", who=1)], [post("2", author=renamed, minutes=30)])
 
     assert (first.identities_created, second.identities_created) == (1, 0)
     identity = SocialIdentity.objects.get()
@@ -101,10 +119,9 @@ def test_two_batches_creating_one_author_make_one_customer(account):
                                                                                    ("2", identity.pk)}
 
 
-def test_two_batches_opening_one_thread_make_one_conversation(account):
+def test_two_batches_opening_one_thread_make_one_conversation(race):
     # Our reply has no customer-side author, so the second batch's first wait is on the conversation.
-    first, second = _race(account, [post("1", who=1, thread="T")],
-                          [reply_from_us("our-1", thread="T", minutes=10)])
+    first, second = race([post("1", who=1, thread="T")], [reply_from_us("our-1", thread="T", minutes=10)])
 
     assert (first.inserted, second.inserted) == (1, 1)
     conversation = Conversation.objects.get()
