@@ -46,6 +46,8 @@ def test_an_agent_answers_from_the_conversation_and_the_reply_is_sent_to_the_pla
         "inbox-open").click()
 
     expect(page).to_have_url(console.url(f"/conversations/{conversation.pk}/"))
+    # The URL changes when the new page starts to arrive; its deferred script has run by DOMContentLoaded.
+    page.wait_for_load_state("domcontentloaded")
     messages = page.get_by_test_id("message")
     expect(messages).to_have_count(1)
     expect(messages.first).to_contain_text("Gibt es eine Störung in Leipzig-Connewitz?")

@@ -143,6 +143,7 @@ def test_two_customers_are_merged_from_the_preview_with_a_conflict_choice_and_th
     page.get_by_test_id("merge-confirm").click()
 
     expect(page).to_have_url(re.compile(rf"/customers/{sophie.pk}/\?merged=\d+$"))
+    page.wait_for_load_state("domcontentloaded")  # the undo's confirmation is bound by a deferred script
     expect(page.get_by_test_id("identity")).to_have_count(2)
     expect(page.get_by_test_id("customer-number")).to_have_text("4711-0815")
     expect(page.get_by_test_id("merged-banner")).to_be_visible()
