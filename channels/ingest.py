@@ -16,10 +16,12 @@ A batch that races a concurrent one for the same new author or thread takes a fe
 other batch's rows. Python's cyclic garbage collector is paused while a batch runs (`socialcrm.gcpause`):
 a batch allocates tens of thousands of short-lived objects, which reference counting frees anyway.
 
-Events are validated first; a malformed one is rejected with its reason and the rest are stored. Then one
-query of the GDPR erasure ledger (`contacts.gdpr.erasures_lookup`, only when the batch has authors or threads)
-drops every event by an erased identity, or in an erased thread, that happened at or before the erasure: a
-late or replayed delivery re-creates nothing, while a newer message starts a fresh profile.
+Events are validated first; a malformed one is rejected with its reason and the rest are stored. Then, with the
+erasure lock shared until commit (`contacts.gdpr.erasure_lock`: an erasure waits for the batch, and the batch
+for an erasure under way), one query of the GDPR erasure ledger (`contacts.gdpr.erasures_lookup`, only when the
+batch has authors or threads) drops every event by an erased identity, or in an erased thread, that happened at
+or before the erasure: a late or replayed delivery re-creates nothing, while a newer message starts a fresh
+profile.
 Re-ingesting a batch changes nothing; edits and deletes that arrive before their create end in the same
 state as in-order delivery, and a late create never undoes a delete.
 """
@@ -33,7 +35,7 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
-from contacts.gdpr import erasures_lookup
+from contacts.gdpr import erasure_lock, erasures_lookup
 from contacts.services import IdentityKey, IdentitySeen, identities_resolve
 from contacts.tasks import score_new_customers
 from conversations.services import (
@@ -176,28 +178,30 @@ def _ingest(account: ChannelAccount, events: Iterable[object]) -> IngestResult:
     for r in rejected:
         logger.warning("ingest: rejected event %s on account %s: %s", r.external_id or f"#{r.index}", account.pk,
                        r.reason)
-    keyed, erased = _drop_erased(account, [(event, _identity_key(event)) for event in valid])
-
-    folds: dict[str, _Fold] = {}
-    sightings: list[IdentitySeen] = []
-    statuses: list[InboundEvent] = []
-    for event, key in keyed:
-        if event.kind == EventKind.STATUS:
-            statuses.append(event)
-            continue
-        fold = folds.get(event.external_id)
-        if fold is None:
-            fold = folds[event.external_id] = _Fold()
-        fold.add(event, key)
-        if key is not None and event.kind in CREATE_KINDS:
-            a = event.author
-            sightings.append(IdentitySeen(
-                platform=key[0], scope=key[1], external_id=key[2], seen_at=event.occurred_at, handle=a.handle,
-                display_name=a.display_name, avatar_url=a.avatar_url, profile_url=a.profile_url,
-                raw_profile=dict(a.raw) if a.raw else {},
-            ))
-
     with transaction.atomic():
+        # Shared until commit: an erasure waits for this batch, and the ledger is read after any erasure in progress.
+        erasure_lock(shared=True)
+        keyed, erased = _drop_erased(account, [(event, _identity_key(event)) for event in valid])
+
+        folds: dict[str, _Fold] = {}
+        sightings: list[IdentitySeen] = []
+        statuses: list[InboundEvent] = []
+        for event, key in keyed:
+            if event.kind == EventKind.STATUS:
+                statuses.append(event)
+                continue
+            fold = folds.get(event.external_id)
+            if fold is None:
+                fold = folds[event.external_id] = _Fold()
+            fold.add(event, key)
+            if key is not None and event.kind in CREATE_KINDS:
+                a = event.author
+                sightings.append(IdentitySeen(
+                    platform=key[0], scope=key[1], external_id=key[2], seen_at=event.occurred_at, handle=a.handle,
+                    display_name=a.display_name, avatar_url=a.avatar_url, profile_url=a.profile_url,
+                    raw_profile=dict(a.raw) if a.raw else {},
+                ))
+
         identities = identities_resolve(seen=sightings)
         threads: dict[str, ThreadActivity] = {}
         for fold in folds.values():

@@ -19,6 +19,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from contacts.gdpr import erasure_lock
 from contacts.models import SocialIdentity
 from conversations.models import Conversation, Interaction
 from socialcrm.debounce import enqueue_once_per_window
@@ -248,6 +249,8 @@ def deliveries_process(*, limit: int = DELIVERY_BATCH) -> DrainOutcome:
     processed = failed = retried = 0
     now = timezone.now()
     with transaction.atomic(durable=True):
+        # Before the deliveries are claimed: an erasure deletes deliveries, and ingest below waits for erasures.
+        erasure_lock(shared=True)
         pending = list(
             WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(state=WebhookDelivery.State.PENDING)

@@ -22,6 +22,12 @@ Erasure, in one transaction:
 Ingest calls `erasures_lookup` once per batch and drops every event by an erased identity, or of ours in an
 erased thread, that happened at or before the erasure: a late or replayed delivery re-creates nothing. A genuinely
 new message afterwards creates a fresh identity and customer, with no tie to the old ones.
+
+Erasures and ingest batches are ordered by one lock (`erasure_lock`): an erasure holds it exclusively, a batch
+shares it from before its ledger check until it commits. An erasure therefore waits for the batches in flight and
+erases their rows with the rest, and a batch that starts during an erasure checks the ledger once the erasure has
+committed. Work that holds rows an erasure deletes (the drain holds the raw deliveries it claims) takes the lock
+before it takes them.
 """
 
 from __future__ import annotations
@@ -112,6 +118,17 @@ def identity_hash(platform: str, scope: str, external_id: str) -> str:
 
 def thread_hash(channel_account_id: int, thread_key: str) -> str:
     return ledger_hash(ErasureLedger.Kind.THREAD, channel_account_id, thread_key)
+
+
+_ERASURE_LOCK = int.from_bytes(b"scrm-gdp", "big")  # a PostgreSQL advisory lock key
+
+
+def erasure_lock(*, shared: bool) -> None:
+    """Hold the erasure lock until the current transaction ends: shared by ingest, exclusively by an erasure."""
+    if not transaction.get_connection().in_atomic_block:
+        raise transaction.TransactionManagementError("erasure_lock() is held until commit: call it in atomic()")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_advisory_xact_lock{'_shared' if shared else ''}(%s)", [_ERASURE_LOCK])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -266,6 +283,7 @@ def customer_export(*, customer: Customer | int, actor: Actor) -> dict[str, Any]
     points, audit events, and each registered handler's section. Recorded as an `export` audit event."""
     actor_fields = _actor_fields(actor)
     with transaction.atomic():
+        erasure_lock(shared=False)  # first: no ingest batch is in flight while the person's rows are erased
         customer_ids = _person(customer)
         subject = _subject(customer_ids)
         customers = list(Customer.objects.filter(pk__in=customer_ids).order_by("pk").values())
@@ -301,6 +319,7 @@ def customer_erase(*, customer: Customer | int, actor: Actor, reason: str) -> Au
     """
     actor_fields = _actor_fields(actor)
     with transaction.atomic():
+        erasure_lock(shared=False)  # first: no ingest batch is in flight while the person's rows are erased
         customer_ids = _person(customer)
         locked = list(Customer.objects.select_for_update(no_key=True).filter(pk__in=customer_ids).order_by("pk"))
         held = [c for c in locked if c.legal_hold_reason.strip()]

@@ -245,8 +245,8 @@ def test_query_count_is_fixed_whatever_the_batch_size(account, django_assert_max
 
     assert small_new == large_new
     assert small_mixed == large_mixed
-    # The erasure check, a savepoint, 3 stagings (their COPY runs on the raw psycopg cursor) and 3 merges, two of
-    # them in a savepoint of their own.
-    with django_assert_max_num_queries(13):
+    # A savepoint, the erasure lock and check, 3 stagings (their COPY runs on the raw psycopg cursor) and 3 merges,
+    # two of them in a savepoint of their own.
+    with django_assert_max_num_queries(14):
         ingest(account, batch(1000, start=10_000) + batch(1000, start=90_000))
 

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import threading
-import time
 
 import pytest
-from django.db import connection, connections, transaction
 
 import contacts.services
 import conversations.services
@@ -23,26 +20,11 @@ from channels.ingest import IngestResult, ingest
 from contacts.models import Customer, DedupeOutbox, SocialIdentity
 from conversations.models import Conversation, Interaction
 from socialcrm.sql import ON_CONFLICT
+from tests.concurrency import HeldOpen, Worker, wait_until_waiting_on_a_lock
 
 from .factories import T0, author, post, reply_from_us
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.parametrize("on_conflict_at_once", [False, True])]
-
-WAIT = 20.0  # seconds; only reached when something is wrong
-
-
-def _wait_until_blocked(pid_box: list[int]) -> None:
-    """Wait until the second batch's backend waits on a lock held by the first batch's transaction."""
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if pid_box:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid_box[0]])
-                row = cursor.fetchone()
-            if row and row[0] == "Lock":
-                return
-        time.sleep(0.02)
-    raise AssertionError("the second batch never waited on the first one's rows")
 
 
 @pytest.fixture
@@ -59,47 +41,11 @@ def race(account, on_conflict_at_once: bool, monkeypatch):
 
 def _race(account, first: list, second: list) -> tuple[IngestResult, IngestResult]:
     """Ingest `first` and hold its transaction open until `second`, ingested concurrently, waits on it."""
-    results: dict[str, IngestResult] = {}
-    errors: list[BaseException] = []
-    first_ingested, release = threading.Event(), threading.Event()
-    second_pid: list[int] = []
-
-    def run_first() -> None:
-        try:
-            with transaction.atomic():
-                results["first"] = ingest(account, first)
-                first_ingested.set()
-                release.wait(WAIT)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
-            first_ingested.set()
-        finally:
-            connections.close_all()
-
-    def run_second() -> None:
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                second_pid.append(cursor.fetchone()[0])
-            results["second"] = ingest(account, second)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    a = threading.Thread(target=run_first)
-    a.start()
-    assert first_ingested.wait(WAIT)
-    b = threading.Thread(target=run_second)
-    b.start()
-    try:
-        _wait_until_blocked(second_pid)
-    finally:
-        release.set()
-        a.join(WAIT)
-        b.join(WAIT)
-    assert not errors, errors
-    return results["first"], results["second"]
+    second_batch = Worker(lambda: ingest(account, second))
+    with HeldOpen(lambda: ingest(account, first)) as first_batch:
+        second_batch.start()
+        wait_until_waiting_on_a_lock(second_batch)
+    return first_batch.outcome(), second_batch.outcome()
 
 
 def test_two_batches_creating_one_author_make_one_customer(race):
