@@ -129,19 +129,14 @@ def run_copy(account: ChannelAccount, n: int, batch: int, mix: dict[str, float],
     types = ["bigint", "bigint", "bigint", "text", "text", "text", "text", "timestamptz", "timestamptz", "text",
              "bytea", "bytea", "boolean"]  # in the binary format jsonb is a version byte and the JSON text
     statement = f"COPY bench_interaction_twin ({columns}) FROM STDIN" + (" (FORMAT BINARY)" if binary else "")
+    document = (lambda value: b"\x01" + json_for_postgres(value)) if binary else dumps_for_postgres
+    no_attachments = document([])
     spent = copying = 0.0
     for n_chunk, chunk in enumerate(chunks(make_events(n, **mix), batch)):
         start = time.perf_counter()
-        if binary:
-            rows = [(account.pk, n_chunk * batch + i // 3 + 1, n_chunk * batch + i // 2 + 1, "in", str(e.kind),
-                     e.external_id, e.text, e.occurred_at, now, e.reply_to_id, b"\x01[]",
-                     b"\x01" + json_for_postgres(e.raw), False)
-                    for i, e in enumerate(chunk)]
-        else:
-            rows = [(account.pk, n_chunk * batch + i // 3 + 1, n_chunk * batch + i // 2 + 1, "in", str(e.kind),
-                     e.external_id, e.text, e.occurred_at, now, e.reply_to_id, "[]", dumps_for_postgres(e.raw),
-                     False)
-                    for i, e in enumerate(chunk)]
+        rows = [(account.pk, n_chunk * batch + i // 3 + 1, n_chunk * batch + i // 2 + 1, "in", str(e.kind),
+                 e.external_id, e.text, e.occurred_at, now, e.reply_to_id, no_attachments, document(e.raw), False)
+                for i, e in enumerate(chunk)]
         copy_start = time.perf_counter()
         with transaction.atomic(durable=True), connection.cursor() as c:  # noqa: SIM117
             with c.cursor.copy(statement) as copy:
